@@ -1,0 +1,261 @@
+"""The stage contract and the chain that threads lengths through stages.
+
+Every audio stage is an ``nn.Module`` with ``forward(x, lengths=None) -> (y, out_lengths)`` and a pure
+``output_lengths(lengths)``. Inputs are checked once, where they enter a :class:`Chain` (or a stage used on
+its own); stages inside a chain trust what the previous stage produced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from mmtorch.masks import check_lengths, full_lengths, lengths_to_mask
+from mmtorch.random import item_seeds
+
+__all__ = ["Chain", "Stage", "validation"]
+
+_VALIDATE = [True]
+
+
+@contextlib.contextmanager
+def validation(enabled: bool) -> Iterator[None]:
+    """Turn input checks (lengths in range, finite samples, frame fits) on or off inside the block.
+
+    Checks read values on the host, which costs a device synchronization on CUDA; a :class:`Chain` checks
+    its input once and runs its stages with checks off. Checks are always skipped under ``torch.compile``.
+    """
+    previous = _VALIDATE[0]
+    _VALIDATE[0] = enabled
+    try:
+        yield
+    finally:
+        _VALIDATE[0] = previous
+
+
+def validating() -> bool:
+    """Whether input checks run right now (on, and not inside a ``torch.compile`` trace)."""
+    return _VALIDATE[0] and not torch.compiler.is_compiling()
+
+
+_INT_SCALE = {
+    torch.int16: 32768.0,
+    torch.int32: 2147483648.0,
+    torch.int8: 128.0,
+}
+
+
+def prepare_waveform(x: Tensor, lengths: Tensor | None, stage: str) -> tuple[Tensor, Tensor | None]:
+    """Bring a waveform batch to the form every waveform stage computes on, and check it.
+
+    Rules (documented in the README):
+    - integer PCM is scaled to [-1, 1): int16 / 32768, int32 / 2**31, int8 / 128, uint8 (x - 128) / 128;
+    - float16 / bfloat16 are computed in float32 (as under autocast); float32 and float64 are kept;
+    - ``(B, C, T)`` multi-channel audio is mixed down to ``(B, T)`` by the mean over channels;
+    - ``(T,)`` is refused: a stage needs a batch, pass ``x[None]``.
+
+    ``lengths=None`` (every sample valid) is passed through as ``None`` so stages can skip masking.
+
+    Raises:
+        TypeError: not a tensor, or a complex/bool dtype.
+        ValueError: wrong rank, bad lengths, or NaN/Inf among an item's valid samples (names the item).
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{stage}: expected a torch.Tensor waveform batch, got {type(x).__name__}")
+    if x.dtype.is_complex or x.dtype == torch.bool:
+        raise TypeError(f"{stage}: expected real audio samples, got dtype {x.dtype}")
+    if x.dim() == 1:
+        raise ValueError(
+            f"{stage}: expected a (batch, time) waveform batch, got shape {tuple(x.shape)}; pass x[None] for one item"
+        )
+    if x.dim() == 3:
+        x = _to_float(x).mean(dim=1)
+    elif x.dim() != 2:
+        raise ValueError(
+            f"{stage}: expected a (batch, time) or (batch, channels, time) waveform, got shape {tuple(x.shape)}"
+        )
+    x = _to_float(x)
+    if lengths is not None or validating():
+        checked = check_lengths(lengths, x, -1, validate=validating())
+        lengths = checked if lengths is not None else None
+        # One reduction finds out whether anything is non-finite; locating it is only needed then.
+        if validating() and x.numel() and not bool(torch.isfinite(x.sum())):
+            bad = ~torch.isfinite(x) & lengths_to_mask(checked, x.shape[-1])
+            if bool(bad.any()):
+                i, t = (int(v) for v in bad.nonzero()[0])
+                raise ValueError(f"{stage}: item {i}: sample {t} is {float(x[i, t])} (NaN/Inf in audio)")
+    return x, lengths
+
+
+def prepare_features(x: Tensor, lengths: Tensor | None, stage: str) -> tuple[Tensor, Tensor | None]:
+    """Check a ``(B, F, N)`` feature batch and its frame lengths (float16/bfloat16 computed in float32).
+
+    ``lengths=None`` (every frame valid) is passed through as ``None``.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{stage}: expected a torch.Tensor feature batch, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{stage}: expected real floating-point features, got dtype {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"{stage}: expected (batch, features, frames), got shape {tuple(x.shape)}")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    if lengths is not None:
+        lengths = check_lengths(lengths, x, -1, validate=validating())
+    return x, lengths
+
+
+def zero_padding(y: Tensor, lengths: Tensor | None) -> Tensor:
+    """Zero every position of ``y`` past ``lengths`` along the last axis (``(B, T)`` or ``(B, F, N)``)."""
+    if lengths is None:
+        return y
+    valid = lengths_to_mask(lengths, y.shape[-1])
+    if y.dim() == 3:
+        valid = valid[:, None, :]
+    return torch.where(valid, y, y.new_zeros(()))
+
+
+def _to_float(x: Tensor) -> Tensor:
+    if x.dtype.is_floating_point:
+        return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    if x.dtype == torch.uint8:
+        return (x.float() - 128.0) / 128.0
+    if x.dtype in _INT_SCALE:
+        return x.float() / _INT_SCALE[x.dtype]
+    raise TypeError(f"unsupported audio dtype {x.dtype}; use float32/float64 or int8/int16/int32/uint8 PCM")
+
+
+class Stage(nn.Module):
+    """Base class of audio stages: ``forward(x, lengths=None) -> (y, out_lengths)``.
+
+    Subclasses implement ``forward`` and, when they change the time axis, ``output_lengths``; stages that
+    cannot process some lengths (a frame longer than the item, say) implement ``check``.
+    Randomized stages set ``random = True`` and take ``generator=`` and ``seeds=`` keywords
+    (see :mod:`mmtorch.random`).
+    """
+
+    #: what ``forward`` consumes: ``"waveform"`` ``(B, T)`` or ``"features"`` ``(B, F, N)``
+    input_kind: str = "features"
+    #: whether ``forward`` takes ``generator``/``seeds`` keywords
+    random: bool = False
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid output positions for each item, computed from the input lengths alone."""
+        return lengths
+
+    def draws_randomness(self) -> bool:
+        """Whether ``forward`` would draw random numbers now (e.g. not in ``eval()`` for training-only noise)."""
+        return self.random
+
+    def check(self, lengths: Tensor) -> None:
+        """Raise ``ValueError`` naming the first item whose length this stage cannot process."""
+
+
+_STRATEGIES = ("auto", "batch", "items")
+
+
+def _draws(stage: nn.Module) -> bool:
+    return bool(getattr(stage, "random", False)) and stage.draws_randomness()  # type: ignore[operator]
+
+
+class Chain(nn.Sequential):
+    """Stages run in order, with lengths threaded through; itself a stage.
+
+    Example:
+        >>> chain = Chain(STFT(n_fft=400, hop_length=160), MelScale(80, 16000, 201), AmplitudeToDB())
+        >>> feats, frames = chain(waveforms, lengths)  # (B, 80, N), (B,)
+
+    Execution strategy (same numbers either way — every stage is batch-invariant):
+
+    - ``"batch"``: each stage runs once on the whole padded batch. Best on GPUs and under
+      ``torch.compile``.
+    - ``"items"``: the whole chain runs on each item's valid samples in turn, then the outputs are padded
+      into one batch. On CPUs this keeps an item's intermediates in cache and skips the padded frames; it
+      is several times faster than batching there.
+    - ``"auto"`` (default): ``"items"`` on CPU, ``"batch"`` elsewhere and while compiling.
+
+    The input is checked once, at the chain's entry; stages then run with checks off.
+    """
+
+    def __init__(self, *stages: Stage, strategy: str = "auto") -> None:
+        super().__init__(*stages)
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
+        self.strategy = strategy
+
+    @property
+    def random(self) -> bool:  # type: ignore[override]
+        return any(getattr(stage, "random", False) for stage in self)
+
+    @property
+    def input_kind(self) -> str:
+        return getattr(self[0], "input_kind", "features") if len(self) else "features"
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        for stage in self:
+            lengths = stage.output_lengths(lengths)
+        return lengths
+
+    def check(self, lengths: Tensor) -> None:
+        for stage in self:
+            stage.check(lengths)
+            lengths = stage.output_lengths(lengths)
+
+    def forward(
+        self, x: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if not len(self):
+            raise ValueError("Chain: no stages")
+        compiling = torch.compiler.is_compiling()
+        # Seeds are drawn up front, one set per randomized stage, so both strategies use the same ones.
+        seeds = [item_seeds(x.shape[0], generator, x.device) if _draws(stage) else None for stage in self]
+        strategy = self.strategy
+        if strategy == "auto":
+            strategy = "items" if x.device.type == "cpu" and not compiling and x.shape[0] > 1 else "batch"
+        if strategy == "items" and not compiling:
+            return self._forward_items(x, lengths, seeds)
+        for i, stage in enumerate(self):
+            kwargs = {"seeds": seeds[i]} if seeds[i] is not None else {}
+            if i == 0 or compiling:
+                x, lengths = stage(x, lengths, **kwargs)
+            else:
+                with validation(False):
+                    x, lengths = stage(x, lengths, **kwargs)
+        return x, lengths  # type: ignore[return-value]
+
+    def _forward_items(
+        self, x: Tensor, lengths: Tensor | None, seeds: list[Tensor | None]
+    ) -> tuple[Tensor, Tensor]:
+        prepare = prepare_waveform if self.input_kind == "waveform" else prepare_features
+        x, lengths = prepare(x, lengths, type(self).__name__)
+        lengths = full_lengths(x) if lengths is None else lengths
+        if validating():
+            self.check(lengths)
+        out_lengths = self.output_lengths(lengths)
+        padded_frames = int(self.output_lengths(lengths.new_tensor([x.shape[-1]]))[0])
+        # Longest items first: the allocator then reuses the first item's memory for the rest instead of
+        # mapping fresh pages for every item (measured: ~15% faster on CPU for a typical length spread).
+        sizes = lengths.tolist()
+        order = sorted(range(len(sizes)), key=lambda b: -sizes[b])
+        out: Tensor | None = None
+        with validation(False):
+            for b in order:
+                y = x[b : b + 1, ..., : sizes[b]]
+                for i, stage in enumerate(self):
+                    kwargs = {"seeds": seeds[i][b : b + 1]} if seeds[i] is not None else {}  # type: ignore[index]
+                    y, _ = stage(y, None, **kwargs)
+                if out is None:
+                    out = y.new_zeros((len(sizes), *y.shape[1:-1], padded_frames))
+                out[b, ..., : y.shape[-1]] = y[0]
+        if out is None:
+            return self._forward_batch_empty(x, lengths)
+        return out, out_lengths
+
+    def _forward_batch_empty(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        with validation(False):
+            for stage in self:
+                x, lengths = stage(x, lengths)
+        return x, lengths

@@ -1,0 +1,72 @@
+"""Length bookkeeping shared by every stage: masks and input checks.
+
+A mask is ``bool`` with ``True`` marking a valid position. Every module in mmtorch builds its masks
+with :func:`lengths_to_mask` so that the convention lives in one place.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_lengths", "full_lengths", "lengths_to_mask", "mask_to_lengths"]
+
+
+def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """Boolean mask of valid positions.
+
+    Args:
+        lengths: int64 ``(B,)`` count of valid positions per item.
+        max_len: size of the padded axis.
+
+    Returns:
+        ``(B, max_len)`` bool, ``True`` where ``position < lengths[b]``.
+    """
+    return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+
+
+def mask_to_lengths(mask: Tensor) -> Tensor:
+    """Inverse of :func:`lengths_to_mask` for left-aligned masks: the number of ``True`` per row (int64)."""
+    return mask.sum(dim=-1, dtype=torch.int64)
+
+
+def full_lengths(x: Tensor, dim: int = -1) -> Tensor:
+    """Lengths that mark every position of ``x`` along ``dim`` as valid (the meaning of ``lengths=None``)."""
+    return torch.full((x.shape[0],), x.shape[dim], dtype=torch.int64, device=x.device)
+
+
+def check_lengths(lengths: Tensor | None, x: Tensor, dim: int = -1, *, validate: bool = True) -> Tensor:
+    """Validate ``lengths`` against a padded batch and return them as int64 on ``x``'s device.
+
+    ``None`` means "all positions valid". Value checks (negative, longer than the padded axis) read the
+    tensor on the host; they are skipped while ``torch.compile`` traces, and when ``validate`` is False.
+
+    Raises:
+        TypeError: ``lengths`` is not an integer tensor.
+        ValueError: wrong shape, another device, a negative length or one longer than ``x.shape[dim]``;
+            the message names the first offending item.
+    """
+    if lengths is None:
+        return full_lengths(x, dim)
+    if not isinstance(lengths, Tensor):
+        raise TypeError(f"lengths must be an int64 tensor of shape (B,), got {type(lengths).__name__}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    if lengths.shape != (x.shape[0],):
+        raise ValueError(
+            f"lengths must have shape ({x.shape[0]},) to match the batch, got {tuple(lengths.shape)}"
+        )
+    if lengths.device != x.device:
+        raise ValueError(
+            f"lengths are on {lengths.device} but the batch is on {x.device}; move them together"
+        )
+    lengths = lengths.to(torch.int64)
+    if validate and not torch.compiler.is_compiling() and lengths.numel():
+        size = x.shape[dim]
+        bad = (lengths < 0) | (lengths > size)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            n = int(lengths[i])
+            what = "is negative" if n < 0 else f"exceeds the padded size {size}"
+            raise ValueError(f"item {i}: length {n} {what}")
+    return lengths
