@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
+from dist_workers import fit_global_norm_on_rank, free_port
 from helpers import pad_batch
 
 from mmtorch.audio import GlobalNorm, UtteranceNorm
@@ -74,26 +71,9 @@ def test_global_norm_rejects_empty_fit() -> None:
         GlobalNorm(5).fit([(torch.zeros(2, 5, 3), torch.tensor([0, 0]))])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _fit_on_rank(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        shard = [pad_batch(_items(s)) for s in range(3) if s % world == rank]
-        norm = GlobalNorm(5).fit(shard)
-        torch.save(norm.state_dict(), f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
 def test_global_norm_sums_statistics_across_ranks(tmp_path) -> None:
-    port = _free_port()
-    mp.start_processes(_fit_on_rank, args=(2, port, str(tmp_path)), nprocs=2, start_method="spawn")
+    port = free_port()
+    mp.start_processes(fit_global_norm_on_rank, args=(2, port, str(tmp_path)), nprocs=2, start_method="spawn")
     single = GlobalNorm(5).fit([pad_batch(_items(s)) for s in range(3)])
     for rank in range(2):
         state = torch.load(tmp_path / f"rank{rank}.pt")
