@@ -91,15 +91,28 @@ def main() -> None:
     feats, frames = ours_ta(batch, lengths)
     ta_out = [ta(x) for x in items]
     t_ta_loop = timed(lambda: [ta(x) for x in items], args.repeats)
-    row("torchaudio MelSpectrogram+AmplitudeToDB", "per item (loop)", t_ta_loop, max_diff(feats, frames, ta_out))
-    row("torchaudio MelSpectrogram+AmplitudeToDB", "padded batch (ignores lengths)", timed(lambda: ta(batch), args.repeats), None)
+    row(
+        "torchaudio MelSpectrogram+AmplitudeToDB",
+        "per item (loop)",
+        t_ta_loop,
+        max_diff(feats, frames, ta_out),
+    )
+    row(
+        "torchaudio MelSpectrogram+AmplitudeToDB",
+        "padded batch (ignores lengths)",
+        timed(lambda: ta(batch), args.repeats),
+        None,
+    )
     t_ours_ta = timed(lambda: ours_ta(batch, lengths), args.repeats)
     row("**mmtorch** STFT→MelScale→AmplitudeToDB", "padded batch, CPU", t_ours_ta, 0.0)
 
     # librosa's usual code, and the mmtorch librosa preset with the same settings
     lib_kwargs = dict(sr=16000, n_fft=400, hop_length=160, n_mels=80)
     lib_out = [librosa.power_to_db(librosa.feature.melspectrogram(y=x, **lib_kwargs)) for x in numpy_items]
-    t_lib = timed(lambda: [librosa.power_to_db(librosa.feature.melspectrogram(y=x, **lib_kwargs)) for x in numpy_items], args.repeats)
+    t_lib = timed(
+        lambda: [librosa.power_to_db(librosa.feature.melspectrogram(y=x, **lib_kwargs)) for x in numpy_items],
+        args.repeats,
+    )
     ours_lib = frontend("librosa", sample_rate=16000, n_fft=400, hop_length=160, n_mels=80)
     feats, frames = ours_lib(batch, lengths)
     row("librosa melspectrogram+power_to_db", "per item (loop)", t_lib, max_diff(feats, frames, lib_out))
@@ -108,9 +121,13 @@ def main() -> None:
 
     # HF Whisper, one utterance at a time without padding (its padded-batch output couples items)
     hf = WhisperFeatureExtractor(feature_size=80)
-    hf_out = [hf(x, sampling_rate=16000, padding="longest", return_tensors="np").input_features[0] for x in numpy_items]
+    hf_out = [
+        hf(x, sampling_rate=16000, padding="longest", return_tensors="np").input_features[0]
+        for x in numpy_items
+    ]
     t_hf = timed(
-        lambda: [hf(x, sampling_rate=16000, padding="longest", return_tensors="np") for x in numpy_items], args.repeats
+        lambda: [hf(x, sampling_rate=16000, padding="longest", return_tensors="np") for x in numpy_items],
+        args.repeats,
     )
     ours_wh = frontend("whisper")
     feats, frames = ours_wh(batch, lengths)
@@ -134,18 +151,28 @@ def main() -> None:
             feats, frames = fe(dev_batch, dev_lengths)
             cpu_feats, _ = frontend(name)(batch, lengths)
             diff = float((feats.cpu() - cpu_feats).abs().max())
-            row(f'**mmtorch** frontend("{name}")', "padded batch, CUDA (diff vs mmtorch CPU)",
-                timed(lambda fe=fe: fe(dev_batch, dev_lengths), args.repeats, cuda=True), diff)
+            row(
+                f'**mmtorch** frontend("{name}")',
+                "padded batch, CUDA (diff vs mmtorch CPU)",
+                timed(lambda fe=fe: fe(dev_batch, dev_lengths), args.repeats, cuda=True),
+                diff,
+            )
         ta_cuda = ta.cuda()
-        row("torchaudio MelSpectrogram+AmplitudeToDB", "padded batch, CUDA (ignores lengths)",
-            timed(lambda: ta_cuda(dev_batch), args.repeats, cuda=True), None)
+        row(
+            "torchaudio MelSpectrogram+AmplitudeToDB",
+            "padded batch, CUDA (ignores lengths)",
+            timed(lambda: ta_cuda(dev_batch), args.repeats, cuda=True),
+            None,
+        )
 
     print(f"{len(items)} utterances, {total:.1f} s of 16 kHz audio. {machine()}\n")
     print("| system | how | time (ms) | audio s/s | vs torchaudio loop | max abs diff vs mmtorch |")
     print("|---|---|---:|---:|---:|---:|")
     for system, what, seconds, diff in rows:
         d = "—" if diff is None else ("(same)" if diff == 0.0 else f"{diff:.1e}")
-        print(f"| {system} | {what} | {seconds * 1e3:.1f} | {total / seconds:,.0f} | {t_ta_loop / seconds:.2f}× | {d} |")
+        print(
+            f"| {system} | {what} | {seconds * 1e3:.1f} | {total / seconds:,.0f} | {t_ta_loop / seconds:.2f}× | {d} |"
+        )
     print(
         f"\nmmtorch CPU log-mel: {t_ta_loop / t_ours_ta:.2f}× the torchaudio per-item loop, "
         f"{t_lib / t_ours_lib:.2f}× librosa, {t_hf / t_ours_wh:.2f}× HF Whisper, {t_ka / t_ours_ka:.2f}× torchaudio kaldi fbank."

@@ -70,15 +70,21 @@ class AmplitudeToDB(Stage):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, lengths = prepare_features(x, lengths, "AmplitudeToDB")
+        # Without autograd every step after the first works in place: one allocation instead of five.
+        inplace = not (torch.is_grad_enabled() and x.requires_grad)
         g = x.clamp(min=self.amin) if self.guard == "clamp" else x + self.amin
-        y = torch.log(g) if self.scale == "ln" else torch.log10(g)
+        if inplace:
+            y = g.log_() if self.scale == "ln" else g.log10_()
+        else:
+            y = torch.log(g) if self.scale == "ln" else torch.log10(g)
         if self._multiplier != 1.0:
-            y = y * self._multiplier
+            y = y.mul_(self._multiplier) if inplace else y * self._multiplier
         if self._offset:
-            y = y - self._offset
+            y = y.sub_(self._offset) if inplace else y - self._offset
         if lengths is None:
             if self.top_db is not None and x.shape[-1]:
-                y = torch.maximum(y, y.amax(dim=(1, 2), keepdim=True) - self.top_db)
+                floor = y.amax(dim=(1, 2), keepdim=True) - self.top_db
+                y = y.clamp_(min=floor) if inplace else torch.maximum(y, floor)
             return y, full_lengths(y)
         valid = lengths_to_mask(lengths, x.shape[-1])[:, None, :]
         if self.top_db is not None and x.shape[-1]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import torch
@@ -134,6 +135,19 @@ class GlobalNorm(Stage):
         if not self._fitted:
             raise ValueError("GlobalNorm.fit: the batches held no valid frames")
         return self
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the settings and statistics to ``path`` (a ``torch.save`` file)."""
+        settings = {"num_features": self.num_features, "std": self.use_std, "eps": self.eps}
+        torch.save({"settings": settings, "state": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> GlobalNorm:
+        """Rebuild a fitted normalizer written by :meth:`save`."""
+        saved = torch.load(path, map_location=map_location, weights_only=True)
+        norm = cls(**saved["settings"])
+        norm.load_state_dict(saved["state"])
+        return norm
 
     @property
     def mean(self) -> Tensor:

@@ -48,7 +48,9 @@ _INT_SCALE = {
 }
 
 
-def prepare_waveform(x: Tensor, lengths: Tensor | None, stage: str) -> tuple[Tensor, Tensor | None]:
+def prepare_waveform(
+    x: Tensor, lengths: Tensor | None, stage: str, check_finite: bool = True
+) -> tuple[Tensor, Tensor | None]:
     """Bring a waveform batch to the form every waveform stage computes on, and check it.
 
     Rules (documented in the README):
@@ -81,13 +83,20 @@ def prepare_waveform(x: Tensor, lengths: Tensor | None, stage: str) -> tuple[Ten
     if lengths is not None or validating():
         checked = check_lengths(lengths, x, -1, validate=validating())
         lengths = checked if lengths is not None else None
-        # One reduction finds out whether anything is non-finite; locating it is only needed then.
-        if validating() and x.numel() and not bool(torch.isfinite(x.sum())):
-            bad = ~torch.isfinite(x) & lengths_to_mask(checked, x.shape[-1])
-            if bool(bad.any()):
-                i, t = (int(v) for v in bad.nonzero()[0])
-                raise ValueError(f"{stage}: item {i}: sample {t} is {float(x[i, t])} (NaN/Inf in audio)")
+        if check_finite and validating():
+            check_finite_samples(x, checked, stage)
     return x, lengths
+
+
+def check_finite_samples(x: Tensor, lengths: Tensor, stage: str, first_item: int = 0) -> None:
+    """Raise naming the first item with NaN/Inf among its valid samples (padding may hold anything)."""
+    # One reduction finds out whether anything is non-finite; locating it is only needed then.
+    if not x.numel() or bool(torch.isfinite(x.sum())):
+        return
+    bad = ~torch.isfinite(x) & lengths_to_mask(lengths, x.shape[-1])
+    if bool(bad.any()):
+        i, t = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(f"{stage}: item {i + first_item}: sample {t} is {float(x[i, t])} (NaN/Inf in audio)")
 
 
 def prepare_features(x: Tensor, lengths: Tensor | None, stage: str) -> tuple[Tensor, Tensor | None]:
@@ -229,27 +238,37 @@ class Chain(nn.Sequential):
     def _forward_items(
         self, x: Tensor, lengths: Tensor | None, seeds: list[Tensor | None]
     ) -> tuple[Tensor, Tensor]:
-        prepare = prepare_waveform if self.input_kind == "waveform" else prepare_features
-        x, lengths = prepare(x, lengths, type(self).__name__)
+        name = type(self).__name__
+        waveform = self.input_kind == "waveform"
+        if waveform:
+            # Samples are checked item by item below, while each item is in cache anyway.
+            x, lengths = prepare_waveform(x, lengths, name, check_finite=False)
+        else:
+            x, lengths = prepare_features(x, lengths, name)
         lengths = full_lengths(x) if lengths is None else lengths
-        if validating():
+        check = validating()
+        if check:
             self.check(lengths)
         out_lengths = self.output_lengths(lengths)
         padded_frames = int(self.output_lengths(lengths.new_tensor([x.shape[-1]]))[0])
         # Longest items first: the allocator then reuses the first item's memory for the rest instead of
-        # mapping fresh pages for every item (measured: ~15% faster on CPU for a typical length spread).
+        # mapping fresh pages for every item.
         sizes = lengths.tolist()
         order = sorted(range(len(sizes)), key=lambda b: -sizes[b])
         out: Tensor | None = None
         with validation(False):
             for b in order:
                 y = x[b : b + 1, ..., : sizes[b]]
+                if check and waveform:
+                    check_finite_samples(y, lengths[b : b + 1], name, first_item=b)
                 for i, stage in enumerate(self):
                     kwargs = {"seeds": seeds[i][b : b + 1]} if seeds[i] is not None else {}  # type: ignore[index]
                     y, _ = stage(y, None, **kwargs)
                 if out is None:
-                    out = y.new_zeros((len(sizes), *y.shape[1:-1], padded_frames))
-                out[b, ..., : y.shape[-1]] = y[0]
+                    out = y.new_empty((len(sizes), *y.shape[1:-1], padded_frames))
+                n = y.shape[-1]
+                out[b, ..., :n] = y[0]
+                out[b, ..., n:] = 0
         if out is None:
             return self._forward_batch_empty(x, lengths)
         return out, out_lengths

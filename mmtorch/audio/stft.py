@@ -259,7 +259,8 @@ class STFT(Stage):
                 )
             out = spec
         elif self.power == 2.0:
-            out = spec.real.square() + spec.imag.square()
+            # in place on a fresh tensor: safe under autograd (square's backward needs its input only)
+            out = spec.real.square().addcmul_(spec.imag, spec.imag)
         elif self.power == 1.0:
             out = spec.abs()
         else:

@@ -66,6 +66,15 @@ def test_global_norm_state_dict_round_trip(tmp_path) -> None:
     torch.testing.assert_close(fresh(x, lengths), norm(x, lengths))
 
 
+def test_global_norm_save_load(tmp_path) -> None:
+    norm = GlobalNorm(5, eps=1e-3).fit([pad_batch(_items(1))])
+    norm.save(tmp_path / "stats.pt")
+    loaded = GlobalNorm.load(tmp_path / "stats.pt")
+    assert loaded.eps == 1e-3 and loaded.num_features == 5
+    x, lengths = pad_batch(_items(2))
+    torch.testing.assert_close(loaded(x, lengths), norm(x, lengths))
+
+
 def test_global_norm_rejects_empty_fit() -> None:
     with pytest.raises(ValueError, match="no valid frames"):
         GlobalNorm(5).fit([(torch.zeros(2, 5, 3), torch.tensor([0, 0]))])
