@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -186,26 +187,21 @@ class STFT(Stage):
     def n_freqs(self) -> int:
         return self.n_fft // 2 + 1
 
+    def _count(self, n: Any) -> Any:
+        """Frames for ``n`` samples before clamping; ``n`` is an int or an int64 tensor (same formula)."""
+        hop = self.hop_length
+        if self.center:
+            return (n + 2 * (self.n_fft // 2) - self.n_fft) // hop + (0 if self.drop_last else 1)
+        if self.snip_edges:
+            return (n - self.win_length) // hop + 1
+        return (n + hop // 2) // hop
+
     def _frames_for(self, length: int) -> int:
         """``output_lengths`` for one length held as a Python int (shape arithmetic, no device sync)."""
-        hop = self.hop_length
-        if length <= 0:
-            return 0
-        if self.center:
-            return max(0, (length + 2 * (self.n_fft // 2) - self.n_fft) // hop + (0 if self.drop_last else 1))
-        if self.snip_edges:
-            return max(0, (length - self.win_length) // hop + 1)
-        return (length + hop // 2) // hop
+        return max(0, self._count(length)) if length > 0 else 0
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
-        hop = self.hop_length
-        if self.center:
-            n = (lengths + 2 * (self.n_fft // 2) - self.n_fft) // hop + (0 if self.drop_last else 1)
-        elif self.snip_edges:
-            n = (lengths - self.win_length) // hop + 1
-        else:
-            n = (lengths + hop // 2) // hop
-        return torch.where(lengths > 0, n.clamp(min=0), torch.zeros_like(n))
+        return torch.where(lengths > 0, self._count(lengths).clamp(min=0), torch.zeros_like(lengths))
 
     def check(self, lengths: Tensor) -> None:
         if not self.center and self.snip_edges and lengths.numel():
@@ -221,25 +217,27 @@ class STFT(Stage):
         """The signal as the frames see it: each item padded at its own ends."""
         time = x.shape[-1]
         offset, win, hop = self._offset, self.win_length, self.hop_length
-        right = max(0, win - offset)
-        size = max((n_frames - 1) * hop + win, offset + time + right) if n_frames else offset + time + right
+        overhang = max(0, win - offset)  # how far the last frame of an item can reach past its end
+        size = offset + time + overhang
+        if n_frames:
+            size = max(size, (n_frames - 1) * hop + win)
         tail = size - offset - time
         if lengths is None and offset < time and tail < time:
             # Every sample valid and the pads shorter than the signal: mirror the ends directly (fast path).
             if self.pad_mode == "constant":
                 return torch.nn.functional.pad(x, (offset, tail))
             skip = 1 if self.pad_mode == "reflect" else 0
-            left = x[:, skip : skip + offset].flip(-1)
-            right = x[:, time - skip - tail : time - skip].flip(-1)
-            return torch.cat((left, x, right), dim=-1)
-        if lengths is None:
-            lengths = torch.full((x.shape[0],), time, dtype=torch.int64, device=x.device)
-        return pad_edges(x, lengths, offset, right, self.pad_mode, size)
+            head = x[:, skip : skip + offset].flip(-1)
+            end = x[:, time - skip - tail : time - skip].flip(-1)
+            return torch.cat((head, x, end), dim=-1)
+        return pad_edges(
+            x, full_lengths(x) if lengths is None else lengths, offset, overhang, self.pad_mode, size
+        )
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, lengths = prepare_waveform(x, lengths, "STFT")
         if validating():
-            self.check(lengths if lengths is not None else torch.tensor([x.shape[-1]] * x.shape[0]))
+            self.check(full_lengths(x) if lengths is None else lengths)
         n_frames = self._frames_for(x.shape[-1])
         frames = self._pad(x, lengths, n_frames).unfold(1, self.win_length, self.hop_length)[:, :n_frames]
         if self.remove_dc_offset:
