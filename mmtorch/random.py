@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["item_seeds", "normal", "uniform"]
+__all__ = ["derive_seeds", "item_seeds", "normal", "uniform"]
 
 _MASK32 = 0xFFFFFFFF
 
@@ -51,6 +51,12 @@ def _mix32(h: Tensor) -> Tensor:
 def _hash(seeds: Tensor, stream: int, positions: Tensor) -> Tensor:
     key = _mix32((seeds[:, None] & _MASK32) ^ _mul32(torch.full_like(seeds[:, None], stream + 1), 0x9E3779B1))
     return _mix32(key ^ _mul32(positions[None, :] & _MASK32, 0x27D4EB2F) ^ (positions[None, :] >> 32))
+
+
+def derive_seeds(seeds: Tensor, stream: int) -> Tensor:
+    """Independent per-item seeds for a sub-stage, a pure function of ``(seeds, stream)``."""
+    zero = torch.zeros(1, dtype=torch.int64, device=seeds.device)
+    return _hash(seeds.to(torch.int64), stream, zero)[:, 0] & 0x7FFFFFFF
 
 
 def uniform(seeds: Tensor, n: int, *, stream: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:

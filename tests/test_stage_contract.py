@@ -214,6 +214,22 @@ def test_strategies_agree_with_randomness() -> None:
     torch.testing.assert_close(outs[0], outs[1])
 
 
+def test_nested_chain_derives_seeds_per_stage() -> None:
+    x, lengths = pad_batch([speechlike(800, seed=i) for i in range(3)])
+    inner = Chain(Dither(0.1), Dither(0.1)).train()
+    outer = Chain(inner, STFT(64, hop_length=16)).train()
+    a, _ = outer(x, lengths, generator=torch.Generator().manual_seed(3))
+    b, _ = outer(x, lengths, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)
+    seeds = torch.tensor([5, 6, 7])
+    y1, _ = inner(x, lengths, seeds=seeds)
+    y2, _ = inner(x, lengths, seeds=seeds)
+    torch.testing.assert_close(y1, y2)
+    assert not torch.allclose(y1 - x, 2 * (Dither(0.1).train()(x, lengths, seeds=seeds)[0] - x)), (
+        "stages get distinct seeds"
+    )
+
+
 def test_case_registry_covers_every_stage() -> None:
     import mmtorch.audio as audio
 

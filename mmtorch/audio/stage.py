@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mmtorch.masks import check_lengths, full_lengths, lengths_to_mask
-from mmtorch.random import item_seeds
+from mmtorch.random import derive_seeds, item_seeds
 
 __all__ = ["Chain", "Stage", "validation"]
 
@@ -213,21 +213,39 @@ class Chain(nn.Sequential):
             stage.check(lengths)
             lengths = stage.output_lengths(lengths)
 
+    def draws_randomness(self) -> bool:
+        return any(_draws(stage) for stage in self)
+
     def forward(
-        self, x: Tensor, lengths: Tensor | None = None, *, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        seeds: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """Run the stages. Randomized stages get per-item seeds drawn from ``generator`` (torch's default
+        generator when ``None``), or derived from ``seeds`` (int64 ``(B,)``) when the chain is itself a
+        stage of a chain."""
         if not len(self):
             raise ValueError("Chain: no stages")
         compiling = torch.compiler.is_compiling()
         # Seeds are drawn up front, one set per randomized stage, so both strategies use the same ones.
-        seeds = [item_seeds(x.shape[0], generator, x.device) if _draws(stage) else None for stage in self]
+        stage_seeds: list[Tensor | None] = []
+        for i, stage in enumerate(self):
+            if not _draws(stage):
+                stage_seeds.append(None)
+            elif seeds is not None:
+                stage_seeds.append(derive_seeds(seeds.to(x.device), i))
+            else:
+                stage_seeds.append(item_seeds(x.shape[0], generator, x.device))
         strategy = self.strategy
         if strategy == "auto":
             strategy = "items" if x.device.type == "cpu" and not compiling and x.shape[0] > 1 else "batch"
         if strategy == "items" and not compiling:
-            return self._forward_items(x, lengths, seeds)
+            return self._forward_items(x, lengths, stage_seeds)
         for i, stage in enumerate(self):
-            kwargs = {"seeds": seeds[i]} if seeds[i] is not None else {}
+            kwargs = {"seeds": stage_seeds[i]} if stage_seeds[i] is not None else {}
             if i == 0 or compiling:
                 x, lengths = stage(x, lengths, **kwargs)
             else:
