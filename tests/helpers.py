@@ -39,7 +39,7 @@ def pad_batch(
     return out, lengths
 
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "fixtures"
 SPEECH_FILES = sorted(DATA.glob("speech_*.wav"))
 
 

@@ -1,4 +1,4 @@
-"""Regenerate the speech fixtures in tests/data with Debian's espeak-ng and sox.
+"""Regenerate the speech fixtures in tests/fixtures with Debian's espeak-ng and sox.
 
 Usage: python tools/make_test_audio.py   (needs `apt-get install espeak-ng sox`)
 
@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "data"
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 
 UTTERANCES = [
     # name, voice, pitch (0-99), words per minute, amplitude, text
