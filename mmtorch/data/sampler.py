@@ -1,0 +1,206 @@
+"""Duration-bucketing batch sampler that is correct under DDP and resumable mid-epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["BucketBatchSampler"]
+
+
+class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of items with similar durations, planned identically on every rank.
+
+    Each epoch, every rank builds the same global plan from ``(seed, epoch)``: shuffle the items, cut the
+    shuffled order into pools of ``pool_batches`` batches, sort each pool by duration, cut it into
+    batches — of ``batch_size`` items, or of at most ``max_duration`` seconds of *padded* audio
+    (``len(batch) * longest item``) — and shuffle the batch order. Rank ``r`` of ``W`` then takes batches
+    ``r, r + W, r + 2W, ...``.
+
+    DDP guarantees: no item appears twice in an epoch, and every rank yields the same number of batches.
+    The tail: if the number of batches is not a multiple of ``W``,
+
+    - ``drop_last=False`` (default): the items of the incomplete last round are re-split into a multiple
+      of ``W`` batches within the batch limit (sizes differ by at most one item), so every item is seen
+      exactly once (with fewer leftover items than ranks, the last full round joins the re-split);
+    - ``drop_last=True``: the incomplete last round is dropped (its items change every epoch).
+
+    Use it as a DataLoader's ``batch_sampler``; under Lightning set
+    ``Trainer(use_distributed_sampler=False)`` so Lightning does not wrap or replace it (Lightning still
+    calls :meth:`set_epoch`). :meth:`state_dict` / :meth:`load_state_dict` resume mid-epoch: the
+    resumed iterator skips the batches already consumed.
+
+    Args:
+        durations: seconds of audio per item (``ManifestDataset.durations``).
+        batch_size: items per batch; or
+        max_duration: seconds of padded audio per batch (an item longer than this gets a batch alone).
+        shuffle: shuffle items and batches (False: items in duration order, batches in order).
+        seed: base seed; the plan of epoch ``e`` depends on ``(seed, e)`` only.
+        drop_last: see above.
+        num_replicas, rank: DDP world size and rank; default from ``torch.distributed`` when initialized,
+            else 1 and 0.
+        pool_batches: batches per sorting pool; larger pools pad less but mix durations less randomly.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        batch_size: int | None = None,
+        max_duration: float | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        pool_batches: int = 100,
+    ) -> None:
+        if (batch_size is None) == (max_duration is None):
+            raise ValueError("give exactly one of batch_size and max_duration")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_duration is not None and max_duration <= 0:
+            raise ValueError(f"max_duration must be positive, got {max_duration}")
+        if pool_batches < 1:
+            raise ValueError(f"pool_batches must be >= 1, got {pool_batches}")
+        if num_replicas is None or rank is None:
+            dist = torch.distributed
+            initialized = dist.is_available() and dist.is_initialized()
+            num_replicas = (
+                num_replicas if num_replicas is not None else (dist.get_world_size() if initialized else 1)
+            )
+            rank = rank if rank is not None else (dist.get_rank() if initialized else 0)
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside [0, {num_replicas})")
+        self.durations = [float(d) for d in durations]
+        bad = next((i for i, d in enumerate(self.durations) if not math.isfinite(d) or d < 0), None)
+        if bad is not None:
+            raise ValueError(
+                f"item {bad}: duration {self.durations[bad]} is not a finite non-negative number"
+            )
+        if len(self.durations) < num_replicas:
+            raise ValueError(f"{len(self.durations)} items cannot feed {num_replicas} replicas")
+        self.batch_size = batch_size
+        self.max_duration = max_duration
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.pool_batches = pool_batches
+        self.epoch = 0
+        self._skip = 0  # batches of this epoch already consumed (resume)
+
+    # ---- the plan -----------------------------------------------------------------------------------
+
+    def _cut(self, order: list[int]) -> list[list[int]]:
+        """Consecutive batches of ``order`` (already sorted by duration within the pool)."""
+        if self.batch_size is not None:
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0.0
+        for i in order:
+            d = self.durations[i]
+            if current and (len(current) + 1) * max(longest, d) > self.max_duration:  # type: ignore[operator]
+                batches.append(current)
+                current, longest = [], 0.0
+            current.append(i)
+            longest = max(longest, d)
+        if current:
+            batches.append(current)
+        return batches
+
+    def global_plan(self, epoch: int | None = None) -> list[list[int]]:
+        """All ranks' batches of an epoch, in order (rank ``r`` takes every ``W``-th, from ``r``)."""
+        epoch = self.epoch if epoch is None else epoch
+        n = len(self.durations)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        per_pool = (
+            self.batch_size or max(1, round(self.max_duration / (sum(self.durations) / n or 1.0)))
+        ) * self.pool_batches  # type: ignore[operator]
+        if not self.shuffle:
+            per_pool = n
+        batches: list[list[int]] = []
+        for start in range(0, n, per_pool):
+            pool = sorted(order[start : start + per_pool], key=lambda i: self.durations[i])
+            batches.extend(self._cut(pool))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        world = self.num_replicas
+        full = len(batches) // world * world
+        if full == len(batches):
+            return batches
+        if self.drop_last:
+            return batches[:full]
+        tail_start = full
+        tail = [i for b in batches[tail_start:] for i in b]
+        if len(tail) < world:
+            # Too few leftover items for one per rank: re-split the last full round with them.
+            tail_start = max(0, full - world)
+            tail = [i for b in batches[tail_start:] for i in b]
+        return batches[:tail_start] + self._split_evenly(sorted(tail, key=lambda i: self.durations[i]))
+
+    def _fits(self, batch: list[int]) -> bool:
+        if self.batch_size is not None:
+            return len(batch) <= self.batch_size
+        return len(batch) == 1 or len(batch) * max(self.durations[i] for i in batch) <= self.max_duration  # type: ignore[operator]
+
+    def _split_evenly(self, items: list[int]) -> list[list[int]]:
+        """Cut duration-sorted items into a multiple of W near-equal batches that respect the batch limit."""
+        world = self.num_replicas
+        rounds = 1
+        while True:
+            parts = world * rounds
+            size, extra = divmod(len(items), parts)
+            chunks, start = [], 0
+            for r in range(parts):
+                stop = start + size + (1 if r < extra else 0)
+                chunks.append(items[start:stop])
+                start = stop
+            if all(self._fits(c) for c in chunks) or (rounds + 1) * world > len(items):
+                return chunks
+            rounds += 1
+
+    def _local(self) -> list[list[int]]:
+        return self.global_plan()[self.rank :: self.num_replicas]
+
+    # ---- Sampler protocol ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        yield from self._local()[skip:]
+
+    def __len__(self) -> int:
+        return len(self._local()) - self._skip
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's plan (Lightning and the DataModule call this every epoch)."""
+        self.epoch = int(epoch)
+
+    def state_dict(self, consumed: int = 0) -> dict[str, Any]:
+        """Where this rank stands: epoch and ``consumed`` batches of it (count them where batches are
+        *used*; a DataLoader prefetches ahead of the training loop)."""
+        return {
+            "epoch": self.epoch,
+            "consumed": int(consumed),
+            "seed": self.seed,
+            "num_replicas": self.num_replicas,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume: the next iteration continues epoch ``state["epoch"]`` after its consumed batches."""
+        if state["num_replicas"] != self.num_replicas:
+            raise ValueError(
+                f"the saved sampler state is for {state['num_replicas']} replicas, this run has {self.num_replicas}; "
+                "resuming mid-epoch with another world size would repeat or skip items"
+            )
+        if state["seed"] != self.seed:
+            raise ValueError(
+                f"the saved sampler state used seed {state['seed']}, this sampler has seed {self.seed}"
+            )
+        self.epoch = int(state["epoch"])
+        self._skip = int(state["consumed"])

@@ -1,0 +1,146 @@
+"""ManifestDataset: formats, partial reads, resampling, mixing down, and errors that name the line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torchaudio
+from helpers import speechlike
+
+from mmtorch.data import ManifestDataset, ManifestError, load_audio
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A folder with wav/flac/ogg files (one stereo, one at 22.05 kHz) and a JSONL manifest."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    mono = speechlike(16000, seed=1).numpy()
+    soundfile.write(audio / "a.wav", mono, 16000, subtype="PCM_16")
+    soundfile.write(audio / "b.flac", speechlike(24000, seed=2).numpy(), 16000)
+    stereo = np.stack([speechlike(8000, seed=3).numpy(), speechlike(8000, seed=4).numpy()], axis=1)
+    soundfile.write(audio / "c.wav", stereo, 16000, subtype="FLOAT")
+    soundfile.write(audio / "d.ogg", speechlike(22050, 22050, seed=5).numpy(), 22050)
+    rows = [
+        {"id": "a", "audio": "audio/a.wav", "text": "hello there", "label": "happy"},
+        {
+            "id": "b",
+            "audio": "audio/b.flac",
+            "text": "a flac file",
+            "label": "sad",
+            "offset": 0.25,
+            "duration": 0.5,
+        },
+        {"id": "c", "audio": "audio/c.wav", "text": "stereo", "label": "happy", "speaker": "s1"},
+        {"id": "d", "audio": "audio/d.ogg", "text": "resampled", "label": "neutral"},
+    ]
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return tmp_path, manifest, rows
+
+
+def test_reads_jsonl_items(corpus) -> None:
+    root, manifest, _ = corpus
+    ds = ManifestDataset(manifest, sample_rate=16000)
+    assert ds.labels == ["happy", "neutral", "sad"] and len(ds) == 4
+    a = ds[0]
+    assert a["id"] == "a" and a["text"] == "hello there" and a["label"] == 0 and a["sample_rate"] == 16000
+    ref, _ = soundfile.read(root / "audio/a.wav", dtype="float32")
+    np.testing.assert_array_equal(a["audio"].numpy(), ref)
+    b = ds[1]  # offset/duration read only that span
+    full, _ = soundfile.read(root / "audio/b.flac", dtype="float32")
+    np.testing.assert_array_equal(b["audio"].numpy(), full[4000:12000])
+    c = ds[2]  # stereo mixed down by the mean
+    st, _ = soundfile.read(root / "audio/c.wav", dtype="float32")
+    np.testing.assert_allclose(c["audio"].numpy(), st.mean(axis=1), atol=1e-7)
+    assert c["speaker"] == "s1"
+    d = ds[3]  # 22.05 kHz ogg resampled with torchaudio
+    native, sr = soundfile.read(root / "audio/d.ogg", dtype="float32")
+    expected = torchaudio.functional.resample(torch.from_numpy(native), sr, 16000)
+    torch.testing.assert_close(d["audio"], expected)
+    assert ds.durations == pytest.approx([1.0, 0.5, 0.5, 1.0], abs=1e-3)
+
+
+def test_csv_and_in_memory_sources(corpus, tmp_path) -> None:
+    root, _, rows = corpus
+    csv_path = root / "train.csv"
+    csv_path.write_text(
+        "id,audio,text,label\n"
+        + "\n".join(f"{r['id']},{r['audio']},{r['text']},{r['label']}" for r in rows)
+        + "\n"
+    )
+    ds = ManifestDataset(csv_path, labels=["happy", "sad", "neutral"])
+    assert [ds[i]["label"] for i in range(4)] == [0, 1, 0, 2]
+    wave = speechlike(8000, 8000)
+    mem = ManifestDataset(
+        [{"audio": wave, "sample_rate": 8000, "text": "x", "label": "a"}], sample_rate=16000
+    )
+    torch.testing.assert_close(mem[0]["audio"], torchaudio.functional.resample(wave, 8000, 16000))
+    assert mem.durations == [1.0]
+
+
+def test_hf_datasets_split(corpus) -> None:
+    datasets = pytest.importorskip("datasets")
+    wave = speechlike(16000).numpy()
+    split = datasets.Dataset.from_list(
+        [{"audio": {"array": wave, "sampling_rate": 16000}, "text": "hf", "label": "x"}]
+    )
+    ds = ManifestDataset(split)
+    np.testing.assert_allclose(ds[0]["audio"].numpy(), wave, atol=1e-7)
+    assert ds[0]["text"] == "hf" and ds.durations == [1.0]
+
+
+def test_errors_name_the_manifest_line(corpus) -> None:
+    root, _, rows = corpus
+    (root / "audio" / "broken.wav").write_bytes(b"RIFF....not audio at all")
+    good = json.dumps(rows[0])
+    bad_lines = {
+        "{not json": "invalid JSON",
+        json.dumps({"text": "no audio"}): "missing 'audio'",
+        json.dumps({**rows[0], "audio": "audio/missing.wav"}): "missing.wav: file not found",
+        json.dumps({**rows[0], "audio": "audio/broken.wav"}): "broken.wav: unreadable audio",
+        json.dumps({**rows[0], "label": "angry"}): "unknown label 'angry'",
+        json.dumps({**rows[0], "offset": 5.0}): "offset 5.0 s is past the end",
+        json.dumps({**rows[0], "duration": "long"}): "offset/duration must be numbers",
+    }
+    labels = ["happy", "sad", "neutral"]
+    for i, (line, message) in enumerate(bad_lines.items()):
+        manifest = root / f"bad{i}.jsonl"
+        manifest.write_text(f"{good}\n{line}\n")
+        with pytest.raises(ManifestError, match=f"bad{i}.jsonl, line 2: .*{message}"):
+            ManifestDataset(manifest, labels=labels)
+    everything = root / "all.jsonl"
+    everything.write_text("\n".join([good, *bad_lines]) + "\n")
+    ds = ManifestDataset(everything, labels=labels, on_error="skip")
+    assert len(ds) == 1
+    assert [line for line, _ in ds.skipped] == list(range(2, 2 + len(bad_lines)))
+
+
+def test_decode_failure_at_access(corpus) -> None:
+    root, manifest, _ = corpus
+    ds = ManifestDataset(manifest)
+    (root / "audio" / "a.wav").write_bytes(b"corrupted after indexing")
+    with pytest.raises(ManifestError, match="line 1: cannot decode"):
+        ds[0]
+    skipping = ManifestDataset(manifest, on_error="skip")
+    assert len(skipping) == 3  # the corrupt header is caught when indexing
+
+
+def test_missing_manifest_and_bad_policy(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="manifest not found"):
+        ManifestDataset(tmp_path / "nope.jsonl")
+    with pytest.raises(ValueError, match="on_error"):
+        ManifestDataset([], on_error="ignore")
+
+
+def test_load_audio_partial(tmp_path) -> None:
+    wave = speechlike(32000).numpy()
+    soundfile.write(tmp_path / "x.flac", wave, 16000)
+    part, sr = load_audio(tmp_path / "x.flac", None, offset=0.5, duration=0.25)
+    full, _ = soundfile.read(tmp_path / "x.flac", dtype="float32")
+    assert sr == 16000
+    np.testing.assert_array_equal(part.numpy(), full[8000:12000])

@@ -1,0 +1,125 @@
+"""BucketBatchSampler: DDP plan properties, bucketing, resumption."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mmtorch.data import BucketBatchSampler
+
+
+def _durations(n: int, seed: int = 0) -> list[float]:
+    g = torch.Generator().manual_seed(seed)
+    return (0.5 + 14.5 * torch.rand(n, generator=g, dtype=torch.float64)).tolist()
+
+
+@given(
+    n=st.integers(1, 300),
+    world=st.integers(1, 8),
+    batch_size=st.integers(1, 16),
+    drop_last=st.booleans(),
+    epoch=st.integers(0, 3),
+    shuffle=st.booleans(),
+)
+def test_ddp_plan_by_batch_size(n, world, batch_size, drop_last, epoch, shuffle) -> None:
+    if n < world:
+        with pytest.raises(ValueError, match="cannot feed"):
+            BucketBatchSampler(_durations(n), batch_size=batch_size, num_replicas=world, rank=0)
+        return
+    durations = _durations(n, epoch)
+    ranks = [
+        BucketBatchSampler(
+            durations,
+            batch_size=batch_size,
+            num_replicas=world,
+            rank=r,
+            drop_last=drop_last,
+            shuffle=shuffle,
+            seed=7,
+        )
+        for r in range(world)
+    ]
+    for s in ranks:
+        s.set_epoch(epoch)
+    plans = [list(s) for s in ranks]
+    assert len({len(p) for p in plans}) == 1, "every rank takes the same number of steps"
+    assert all(len(p) == len(s) for p, s in zip(plans, ranks, strict=True))
+    seen = [i for p in plans for b in p for i in b]
+    assert len(seen) == len(set(seen)), "no item twice in an epoch"
+    assert all(1 <= len(b) <= batch_size for p in plans for b in p)
+    if not drop_last:
+        assert sorted(seen) == list(range(n)), "every item once"
+
+
+@given(
+    n=st.integers(4, 200),
+    world=st.integers(1, 4),
+    max_duration=st.floats(15.0, 120.0),
+    drop_last=st.booleans(),
+)
+def test_ddp_plan_by_max_duration(n, world, max_duration, drop_last) -> None:
+    durations = _durations(n, 1)
+    plans = [
+        list(
+            BucketBatchSampler(
+                durations, max_duration=max_duration, num_replicas=world, rank=r, drop_last=drop_last
+            )
+        )
+        for r in range(world)
+    ]
+    assert len({len(p) for p in plans}) == 1
+    seen = [i for p in plans for b in p for i in b]
+    assert len(seen) == len(set(seen))
+    for p in plans:
+        for b in p:
+            assert len(b) == 1 or len(b) * max(durations[i] for i in b) <= max_duration + 1e-9
+    if not drop_last:
+        assert sorted(seen) == list(range(n))
+
+
+def test_plan_depends_on_seed_and_epoch_only() -> None:
+    durations = _durations(100)
+    a = BucketBatchSampler(durations, batch_size=8, seed=3)
+    b = BucketBatchSampler(durations, batch_size=8, seed=3)
+    assert list(a) == list(b)
+    a.set_epoch(1)
+    assert list(a) != list(b)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+
+
+def test_bucketing_cuts_padding() -> None:
+    durations = _durations(2000, 5)
+    sampler = BucketBatchSampler(durations, batch_size=16)
+    padded = sum(len(b) * max(durations[i] for i in b) for b in sampler)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(2000, generator=g).tolist()
+    random_padded = sum(16 * max(durations[i] for i in perm[j : j + 16]) for j in range(0, 2000, 16))
+    assert padded < 0.6 * random_padded
+
+
+def test_resume_mid_epoch() -> None:
+    durations = _durations(120)
+    full = BucketBatchSampler(durations, batch_size=6, num_replicas=2, rank=1, seed=4)
+    full.set_epoch(2)
+    uninterrupted = list(full)
+    state = full.state_dict(consumed=5)
+    resumed = BucketBatchSampler(durations, batch_size=6, num_replicas=2, rank=1, seed=4)
+    resumed.load_state_dict(state)
+    assert len(resumed) == len(uninterrupted) - 5
+    assert list(resumed) == uninterrupted[5:]
+    assert list(resumed) == uninterrupted, "the skip applies to one iteration only"
+    other = BucketBatchSampler(durations, batch_size=6, num_replicas=4, rank=1, seed=4)
+    with pytest.raises(ValueError, match="for 2 replicas, this run has 4"):
+        other.load_state_dict(state)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        BucketBatchSampler([1.0], batch_size=2, max_duration=3.0)
+    with pytest.raises(ValueError, match="item 1: duration nan"):
+        BucketBatchSampler([1.0, float("nan")], batch_size=2)
+    with pytest.raises(ValueError, match="rank 3"):
+        BucketBatchSampler([1.0] * 4, batch_size=2, num_replicas=2, rank=3)
