@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_lengths", "full_lengths", "lengths_to_mask", "mask_to_lengths"]
+__all__ = ["check_lengths", "full_lengths", "lengths_to_mask", "mask_to_lengths", "resolve_mask"]
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
@@ -70,3 +70,40 @@ def check_lengths(lengths: Tensor | None, x: Tensor, dim: int = -1, *, validate:
             what = "is negative" if n < 0 else f"exceeds the padded size {size}"
             raise ValueError(f"item {i}: length {n} {what}")
     return lengths
+
+
+def resolve_mask(x: Tensor, lengths: Tensor | None, mask: Tensor | None, name: str = "x") -> Tensor:
+    """Boolean ``(B, L)`` mask of the valid positions along dim 1 of ``x`` (``True`` = valid).
+
+    Args:
+        x: padded batch ``(B, L, ...)``.
+        lengths: int64 ``(B,)`` valid positions per item (right padding), or ``None``.
+        mask: ``(B, L)`` bool, or integer 0/1 as Hugging Face tokenizers return (any layout, e.g. left
+            padding), or ``None``.
+        name: what ``x`` is called in error messages.
+
+    Returns:
+        the mask; all ``True`` when neither ``lengths`` nor ``mask`` is given.
+
+    Raises:
+        TypeError: ``mask`` is not a bool or integer tensor, or ``lengths`` is not an integer tensor.
+        ValueError: both are given, or either has the wrong shape or device; a length out of range (named
+            by item).
+    """
+    if x.dim() < 2:
+        raise ValueError(f"{name} must be a padded batch (B, L, ...), got shape {tuple(x.shape)}")
+    if mask is None:
+        if lengths is None:
+            return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return lengths_to_mask(check_lengths(lengths, x, dim=1), x.shape[1])
+    if lengths is not None:
+        raise ValueError(f"pass lengths or mask for {name}, not both")
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask for {name} must be a tensor, got {type(mask).__name__}")
+    if mask.dtype.is_floating_point or mask.dtype.is_complex:
+        raise TypeError(f"mask for {name} must be bool (True = valid) or integer 0/1, got dtype {mask.dtype}")
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"mask for {name} must have shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+    if mask.device != x.device:
+        raise ValueError(f"mask for {name} is on {mask.device} but {name} is on {x.device}")
+    return mask if mask.dtype == torch.bool else mask != 0
