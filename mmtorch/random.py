@@ -49,7 +49,10 @@ def _mix32(h: Tensor) -> Tensor:
 
 
 def _hash(seeds: Tensor, stream: int, positions: Tensor) -> Tensor:
-    key = _mix32((seeds[:, None] & _MASK32) ^ _mul32(torch.full_like(seeds[:, None], stream + 1), 0x9E3779B1))
+    key = _mix32(
+        (seeds[:, None] & _MASK32)
+        ^ _mul32(torch.full_like(seeds[:, None], (stream + 1) & _MASK32), 0x9E3779B1)
+    )
     return _mix32(key ^ _mul32(positions[None, :] & _MASK32, 0x27D4EB2F) ^ (positions[None, :] >> 32))
 
 

@@ -48,3 +48,24 @@ def load_speech(dtype=torch.float32) -> list[torch.Tensor]:
     import soundfile
 
     return [torch.from_numpy(soundfile.read(path, dtype="float64")[0]).to(dtype) for path in SPEECH_FILES]
+
+
+def make_corpus(folder: Path, n: int = 16, seed: int = 0) -> Path:
+    """Write ``n`` short 16 kHz wavs (0.3–1.2 s, two pitch classes) and a JSONL manifest; return its path."""
+    import json
+
+    import soundfile
+
+    g = torch.Generator().manual_seed(seed)
+    (folder / "wav").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        label = "high" if i % 2 else "low"
+        seconds = 0.3 + 0.9 * float(torch.rand((), generator=g))
+        wave = speechlike(int(seconds * 16000), f0=220.0 if label == "high" else 110.0, seed=seed * 1000 + i)
+        soundfile.write(folder / "wav" / f"u{i:03d}.wav", wave.numpy(), 16000, subtype="FLOAT")
+        text = f"utterance {i} sounds {'bright and sharp' if label == 'high' else 'deep and calm'}"
+        rows.append({"id": f"u{i:03d}", "audio": f"wav/u{i:03d}.wav", "text": text, "label": label})
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return manifest

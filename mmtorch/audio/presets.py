@@ -42,6 +42,7 @@ class Frontend(Chain):
         lengths: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        seeds: Tensor | None = None,
         sample_rate: int | None = None,
     ) -> tuple[Tensor, Tensor]:
         if sample_rate is not None and sample_rate != self.sample_rate:
@@ -49,7 +50,7 @@ class Frontend(Chain):
                 f"frontend {self.name!r} expects {self.sample_rate} Hz audio, got {sample_rate} Hz; "
                 "resample first (torchaudio.functional.resample)"
             )
-        return super().forward(x, lengths, generator=generator)
+        return super().forward(x, lengths, generator=generator, seeds=seeds)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, sample_rate={self.sample_rate}, num_features={self.num_features}"

@@ -220,6 +220,7 @@ class ManifestDataset(torch.utils.data.Dataset):
         label = row.data.get("label")
         item.update(
             id=str(row.data.get("id", row.line)),
+            index=index,
             audio=audio,
             sample_rate=sr,
             text=row.data.get("text") or "",

@@ -91,7 +91,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.rank = rank
         self.pool_batches = pool_batches
         self.epoch = 0
-        self._skip = 0  # batches of this epoch already consumed (resume)
+        self._skip = 0  # batches to skip at the next iteration (resume)
+        self.consumed = 0  # batches of the current epoch used so far (see mark_consumed)
 
     # ---- the plan -----------------------------------------------------------------------------------
 
@@ -172,21 +173,28 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         skip, self._skip = self._skip, 0
+        self.consumed = skip
         yield from self._local()[skip:]
 
+    def mark_consumed(self, batches: int = 1) -> None:
+        """Count batches the training loop has used (the DataModule calls this as each batch arrives)."""
+        self.consumed += batches
+
     def __len__(self) -> int:
-        return len(self._local()) - self._skip
+        """Batches this rank gets in the epoch (a resumed iteration yields the ones not yet consumed:
+        Lightning counts the epoch's progress from the checkpoint, so it expects the full length)."""
+        return len(self._local())
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's plan (Lightning and the DataModule call this every epoch)."""
         self.epoch = int(epoch)
 
-    def state_dict(self, consumed: int = 0) -> dict[str, Any]:
-        """Where this rank stands: epoch and ``consumed`` batches of it (count them where batches are
-        *used*; a DataLoader prefetches ahead of the training loop)."""
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """Where this rank stands: the epoch and how many of its batches were consumed (by default the
+        :meth:`mark_consumed` count — batches *used*, not those a DataLoader has prefetched)."""
         return {
             "epoch": self.epoch,
-            "consumed": int(consumed),
+            "consumed": int(self.consumed if consumed is None else consumed),
             "seed": self.seed,
             "num_replicas": self.num_replicas,
         }
