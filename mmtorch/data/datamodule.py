@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from mmtorch.audio.norm import GlobalNorm
@@ -57,8 +57,14 @@ class MultimodalDataModule(L.LightningDataModule):
     :class:`~mmtorch.audio.GlobalNorm`) via :meth:`state_dict`, and the training loader's position, so a
     run resumed from a mid-epoch checkpoint sees the rest of that epoch's batches.
 
+    Data beyond local disk: pass a litdata ``StreamingDataset`` (an iterable of the same item dicts,
+    ideally with an ``index`` field) as ``train``/``val``/``test``; it is batched by ``batch_size`` with a
+    ``litdata.StreamingDataLoader`` (which shards across ranks and resumes itself) and featurized the same
+    way. Bucketing needs durations, so it applies to map-style datasets only.
+
     Args:
-        train, val, test: datasets (``ManifestDataset`` or any dataset of item dicts) or manifest paths.
+        train, val, test: datasets (``ManifestDataset``, any dataset of item dicts with ``durations``, or a
+            streaming iterable dataset) or manifest paths.
         tokenizer: a :class:`~mmtorch.text.TokenizerCollate` (``None``: no text tensors).
         featurizer: a stage chain, e.g. ``frontend("whisper")`` (``None``: waveforms only).
         featurize_on: ``"device"`` or ``"worker"``.
@@ -175,10 +181,31 @@ class MultimodalDataModule(L.LightningDataModule):
 
     # ---- loaders ------------------------------------------------------------------------------------
 
-    def train_dataloader(self) -> ResumableDataLoader:
+    def _streaming_loader(self, dataset: IterableDataset, training: bool) -> DataLoader:
+        """Iterable datasets (litdata ``StreamingDataset``) shard, shuffle and resume themselves."""
+        if self.batch_size is None:
+            raise ValueError(
+                "a streaming (iterable) dataset needs batch_size: max_duration needs per-item durations"
+            )
+        loader_class: type[DataLoader] = DataLoader
+        if type(dataset).__module__.startswith("litdata"):
+            from litdata import StreamingDataLoader
+
+            loader_class = StreamingDataLoader
+        return loader_class(
+            dataset,
+            batch_size=self.batch_size,
+            collate_fn=self._collate(training),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
         dataset = self._build("train")
         if dataset is None:
             raise ValueError("no training set: pass train=")
+        if isinstance(dataset, IterableDataset):
+            return self._streaming_loader(dataset, training=True)
         self._train_sampler = self._sampler(dataset, training=True)
         return ResumableDataLoader(
             dataset,
@@ -192,6 +219,8 @@ class MultimodalDataModule(L.LightningDataModule):
         dataset = self._build(split)
         if dataset is None:
             return []  # Lightning's way of saying "no such loop"
+        if isinstance(dataset, IterableDataset):
+            return self._streaming_loader(dataset, training=False)
         return DataLoader(
             dataset,
             batch_sampler=self._sampler(dataset, training=False),
