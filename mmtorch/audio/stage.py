@@ -137,6 +137,15 @@ def _to_float(x: Tensor) -> Tensor:
     raise TypeError(f"unsupported audio dtype {x.dtype}; use float32/float64 or int8/int16/int32/uint8 PCM")
 
 
+def _padded_like(y: Tensor, batch: int, frames: int) -> Tensor:
+    """An uninitialized ``(batch, ..., frames)`` tensor laid out like ``y``: spectral stages return
+    ``(B, F, N)`` as a view of frame-major ``(B, N, F)`` memory, and copying each item into storage of the
+    same layout is a plain memcpy instead of a transpose."""
+    if y.dim() == 3 and y.stride(1) == 1 and y.shape[1] > 1:
+        return y.new_empty((batch, frames, y.shape[1])).transpose(1, 2)
+    return y.new_empty((batch, *y.shape[1:-1], frames))
+
+
 class Stage(nn.Module):
     """Base class of audio stages: ``forward(x, lengths=None) -> (y, out_lengths)``.
 
@@ -283,7 +292,7 @@ class Chain(nn.Sequential):
                     kwargs = {"seeds": seeds[i][b : b + 1]} if seeds[i] is not None else {}  # type: ignore[index]
                     y, _ = stage(y, None, **kwargs)
                 if out is None:
-                    out = y.new_empty((len(sizes), *y.shape[1:-1], padded_frames))
+                    out = _padded_like(y, len(sizes), padded_frames)
                 n = y.shape[-1]
                 out[b, ..., :n] = y[0]
                 out[b, ..., n:] = 0

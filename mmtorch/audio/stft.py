@@ -257,8 +257,11 @@ class STFT(Stage):
                 )
             out = spec
         elif self.power == 2.0:
-            # in place on a fresh tensor: safe under autograd (square's backward needs its input only)
-            out = spec.real.square().addcmul_(spec.imag, spec.imag)
+            if torch.is_grad_enabled() and spec.requires_grad:
+                out = spec.real.square() + spec.imag.square()
+            else:  # square the fresh FFT output in place: one contiguous pass, no temporaries
+                parts = torch.view_as_real(spec).square_()
+                out = parts[..., 0] + parts[..., 1]
         elif self.power == 1.0:
             out = spec.abs()
         else:
