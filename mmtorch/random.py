@@ -67,7 +67,10 @@ def uniform(seeds: Tensor, n: int, *, stream: int = 0, dtype: torch.dtype = torc
     ``(seeds[b], stream, t)``."""
     positions = torch.arange(n, device=seeds.device, dtype=torch.int64)
     h = _hash(seeds.to(torch.int64), stream, positions)
-    return (h.to(torch.float64 if dtype == torch.float64 else torch.float32) + 0.5).mul_(2.0**-32).to(dtype)
+    if dtype == torch.float64:
+        return (h.to(torch.float64) + 0.5).mul_(2.0**-32)
+    # 23 bits plus the half step fill a float32 mantissa exactly: strictly inside (0, 1).
+    return ((h >> 9).to(torch.float32) + 0.5).mul_(2.0**-23).to(dtype)
 
 
 def normal(seeds: Tensor, n: int, *, stream: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:

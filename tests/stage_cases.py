@@ -10,14 +10,21 @@ import torch
 from mmtorch.audio import (
     MFCC,
     STFT,
+    AddNoise,
     Affine,
     AmplitudeToDB,
     Chain,
     Deltas,
     Dither,
+    Gain,
     GlobalNorm,
     MelScale,
+    PolarityInversion,
     Preemphasis,
+    RandomCrop,
+    SpecAugment,
+    SpeedPerturb,
+    TimeShift,
     UtteranceNorm,
     frontend,
 )
@@ -143,6 +150,22 @@ CASES: list[Case] = [
         "preset_librosa", lambda: frontend("librosa", sample_rate=16000, n_fft=256, n_mels=32), max_len=3000
     ),
     Case("preset_nemo", lambda: frontend("nemo").eval(), max_len=3000),
+    # Augmentations in training mode (in eval() they are the identity); the shared families pass them
+    # explicit seeds. Gradients are checked with fixed seeds in tests/audio/test_augment.py.
+    Case("augment_gain", lambda: Gain().train(), differentiable=False),
+    Case("augment_polarity", lambda: PolarityInversion().train(), differentiable=False),
+    Case("augment_noise", lambda: AddNoise(noise="pink").train(), differentiable=False),
+    Case("augment_speed", lambda: SpeedPerturb().train(), differentiable=False),
+    Case("augment_shift", lambda: TimeShift(max_fraction=0.2).train(), differentiable=False),
+    Case("augment_crop", lambda: RandomCrop(100).train(), differentiable=False),
+    Case(
+        "augment_specaugment",
+        lambda: SpecAugment(mask_value="mean").train(),
+        "features",
+        6,
+        max_len=40,
+        differentiable=False,
+    ),
 ]
 
 BY_NAME = {case.name: case for case in CASES}

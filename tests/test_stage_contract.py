@@ -15,6 +15,15 @@ from stage_cases import BY_NAME, CASES, Case, make_items
 from mmtorch.audio import STFT, Chain, Deltas, Dither, GlobalNorm, MelScale, frontend
 
 
+def _seeds(stage: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Explicit per-item seeds for a randomized stage, so that two calls draw the same."""
+    return {"seeds": torch.arange(x.shape[0])} if getattr(stage, "random", False) else {}
+
+
+def _run(stage: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor | None):
+    return stage(x, lengths, **_seeds(stage, x))
+
+
 def _batch(case: Case, dtype: torch.dtype = torch.float32, lengths: list[int] | None = None):
     lengths = lengths or [
         case.max_len,
@@ -50,7 +59,14 @@ def test_empty_batch(case: Case) -> None:
 def test_output_lengths_without_data(case: Case) -> None:
     stage = case.make()
     x, lengths = _batch(case)
-    y, out_lengths = stage(x, lengths)
+    if getattr(stage, "random_length", False) and stage.draws_randomness():
+        # The output length depends on the draws: it needs the seeds, and pads to the longest output.
+        seeds = torch.arange(x.shape[0])
+        y, out_lengths = stage(x, lengths, seeds=seeds)
+        assert torch.equal(stage.output_lengths(lengths, seeds=seeds), out_lengths)
+        assert y.shape[-1] == int(out_lengths.max())
+        return
+    y, out_lengths = _run(stage, x, lengths)
     assert torch.equal(stage.output_lengths(lengths), out_lengths)
     assert y.shape[-1] == int(stage.output_lengths(torch.tensor([x.shape[-1]]))[0])
 
@@ -62,7 +78,7 @@ def test_pickle_round_trip(case: Case) -> None:
     clone = pickle.loads(pickle.dumps(stage))
     buffer = io.BytesIO()
     torch.save(stage.state_dict(), buffer)
-    kwargs = {"seeds": torch.arange(x.shape[0])} if isinstance(stage, Dither) else {}
+    kwargs = _seeds(stage, x)
     torch.testing.assert_close(clone(x, lengths, **kwargs), stage(x, lengths, **kwargs))
 
 
@@ -241,3 +257,16 @@ def test_case_registry_covers_every_stage() -> None:
     }
     assert stages <= covered | {"Stage"}, stages - covered
     assert BY_NAME["preset_whisper"].name == "preset_whisper"
+
+
+def test_counter_uniforms_stay_inside_the_open_interval() -> None:
+    from mmtorch.random import _hash, uniform
+
+    seeds = torch.arange(64)
+    for dtype in (torch.float32, torch.float64):
+        u = uniform(seeds, 4096, dtype=dtype)
+        assert u.dtype == dtype and (u > 0).all() and (u < 1).all()
+    # the extreme hash values map strictly inside (0, 1) in float32 as well
+    h = torch.tensor([0, 2**32 - 1])
+    assert ((h >> 9).float() + 0.5).mul(2.0**-23).max() < 1.0
+    assert _hash(seeds, 0, torch.arange(3)).max() < 2**32

@@ -1,5 +1,14 @@
 """Audio stages obeying the stage contract ``(x, lengths) -> (y, out_lengths)``, and front-end presets."""
 
+from mmtorch.audio.augment import (
+    AddNoise,
+    Gain,
+    PolarityInversion,
+    RandomCrop,
+    SpecAugment,
+    SpeedPerturb,
+    TimeShift,
+)
 from mmtorch.audio.db import AmplitudeToDB
 from mmtorch.audio.deltas import Deltas
 from mmtorch.audio.mel import MelScale, mel_filterbank
@@ -14,16 +23,23 @@ __all__ = [
     "MFCC",
     "PRESETS",
     "STFT",
+    "AddNoise",
     "Affine",
     "AmplitudeToDB",
     "Chain",
     "Deltas",
     "Dither",
     "Frontend",
+    "Gain",
     "GlobalNorm",
     "MelScale",
+    "PolarityInversion",
     "Preemphasis",
+    "RandomCrop",
+    "SpecAugment",
+    "SpeedPerturb",
     "Stage",
+    "TimeShift",
     "UtteranceNorm",
     "frontend",
     "make_window",

@@ -159,6 +159,10 @@ class Stage(nn.Module):
     input_kind: str = "features"
     #: whether ``forward`` takes ``generator``/``seeds`` keywords
     random: bool = False
+    #: whether the output length depends on the random draws (speed perturbation): then
+    #: ``output_lengths(lengths, seeds=...)`` needs the seeds ``forward`` used, and the output is padded
+    #: to the longest item's output
+    random_length: bool = False
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Valid output positions for each item, computed from the input lengths alone."""
@@ -177,6 +181,12 @@ _STRATEGIES = ("auto", "batch", "items")
 
 def _draws(stage: nn.Module) -> bool:
     return bool(getattr(stage, "random", False)) and stage.draws_randomness()  # type: ignore[operator]
+
+
+def _stage_output_lengths(stage: nn.Module, lengths: Tensor, seeds: Tensor | None) -> Tensor:
+    if seeds is not None and getattr(stage, "random_length", False):
+        return stage.output_lengths(lengths, seeds=seeds)  # type: ignore[operator]
+    return stage.output_lengths(lengths)  # type: ignore[operator]
 
 
 class Chain(nn.Sequential):
@@ -212,15 +222,35 @@ class Chain(nn.Sequential):
     def input_kind(self) -> str:
         return getattr(self[0], "input_kind", "features") if len(self) else "features"
 
-    def output_lengths(self, lengths: Tensor) -> Tensor:
-        for stage in self:
-            lengths = stage.output_lengths(lengths)
+    @property
+    def random_length(self) -> bool:
+        return any(getattr(stage, "random_length", False) for stage in self)
+
+    def _derived_seeds(self, seeds: Tensor | None) -> list[Tensor | None]:
+        return [
+            derive_seeds(seeds, i) if seeds is not None and _draws(s) else None for i, s in enumerate(self)
+        ]
+
+    def output_lengths(self, lengths: Tensor, seeds: Tensor | None = None) -> Tensor:
+        """Each item's output length. A stage whose output length is random (``random_length``, e.g.
+        ``SpeedPerturb`` in training) needs the ``seeds`` passed to ``forward``."""
+        return self._output_lengths(lengths, self._derived_seeds(seeds))
+
+    def _output_lengths(self, lengths: Tensor, stage_seeds: list[Tensor | None]) -> Tensor:
+        for stage, seeds in zip(self, stage_seeds, strict=True):
+            lengths = _stage_output_lengths(stage, lengths, seeds)
         return lengths
 
-    def check(self, lengths: Tensor) -> None:
-        for stage in self:
-            stage.check(lengths)
-            lengths = stage.output_lengths(lengths)
+    def check(self, lengths: Tensor, seeds: Tensor | None = None) -> None:
+        self._check(lengths, self._derived_seeds(seeds))
+
+    def _check(self, lengths: Tensor, stage_seeds: list[Tensor | None]) -> None:
+        for stage, seeds in zip(self, stage_seeds, strict=True):
+            if isinstance(stage, Chain):
+                stage.check(lengths, seeds)
+            else:
+                stage.check(lengths)
+            lengths = _stage_output_lengths(stage, lengths, seeds)
 
     def draws_randomness(self) -> bool:
         return any(_draws(stage) for stage in self)
@@ -275,9 +305,14 @@ class Chain(nn.Sequential):
         lengths = full_lengths(x) if lengths is None else lengths
         check = validating()
         if check:
-            self.check(lengths)
-        out_lengths = self.output_lengths(lengths)
-        padded_frames = int(self.output_lengths(lengths.new_tensor([x.shape[-1]]))[0])
+            self._check(lengths, seeds)
+        out_lengths = self._output_lengths(lengths, seeds)
+        if any(getattr(stage, "random_length", False) and _draws(stage) for stage in self):
+            # A random-length stage pads to its longest output; later stages' lengths never shrink as
+            # their input grows, so this is also the batch strategy's size.
+            padded_frames = int(out_lengths.max()) if out_lengths.numel() else 0
+        else:
+            padded_frames = int(self.output_lengths(lengths.new_tensor([x.shape[-1]]))[0])
         # Longest items first: the allocator then reuses the first item's memory for the rest instead of
         # mapping fresh pages for every item.
         sizes = lengths.tolist()
