@@ -1,0 +1,216 @@
+"""Front-end throughput and parity: mmtorch against torchaudio, librosa, HF Whisper and Kaldi.
+
+Every system featurizes the same utterances (1–15 s of synthetic speech at 16 kHz). The table gives the best
+wall time over repeats (robust to other load on the machine), seconds of audio per second, speed relative
+to the torchaudio per-item loop, and the max abs difference between mmtorch and that system's output on
+every frame. Peers that are not installed (librosa) are left out; CUDA rows appear when a GPU is present.
+``mmtorch bench`` and ``benchmarks/frontend.py`` print :func:`frontend_table`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchaudio
+
+from mmtorch.audio import STFT, AmplitudeToDB, Chain, MelScale, frontend
+from mmtorch.demo import synthetic_speech
+
+__all__ = ["frontend_table", "machine", "timed"]
+
+
+def timed(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
+    """Best of ``repeats`` runs after a warm-up: the least disturbed measurement on a shared machine."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def machine() -> str:
+    """CPU model, torch threads, library versions, and the GPU when there is one."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"CPU: {cpu}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchaudio {torchaudio.__version__}"
+    if importlib.util.find_spec("librosa"):
+        import librosa
+
+        text += f", librosa {librosa.__version__}"
+    if torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name()}"
+    return text
+
+
+def _max_diff(ours: torch.Tensor, frames: torch.Tensor, refs: list) -> float:
+    worst = 0.0
+    for b, ref in enumerate(refs):
+        ref_t = torch.as_tensor(np.asarray(ref), dtype=torch.float64)
+        n = int(frames[b])
+        if ref_t.shape[-1] != n:
+            raise AssertionError(f"item {b}: reference has {ref_t.shape[-1]} frames, mmtorch {n}")
+        worst = max(worst, float((ours[b, :, :n].double().cpu() - ref_t).abs().max()))
+    return worst
+
+
+@dataclass
+class _Row:
+    system: str
+    how: str
+    seconds: float
+    diff: float | None
+
+
+def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
+    """Run the comparison and return it as markdown, with the data and machine described on top."""
+    g = torch.Generator().manual_seed(0)
+    durations = (1 + 14 * torch.rand(utterances, generator=g)).tolist()
+    items = [synthetic_speech(d, 16000, i) for i, d in enumerate(durations)]
+    lengths = torch.tensor([len(x) for x in items])
+    batch = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
+    total = float(lengths.sum()) / 16000
+    numpy_items = [x.numpy() for x in items]
+    rows: list[_Row] = []
+    ratios: list[str] = []
+
+    with torch.inference_mode():
+        ta = torch.nn.Sequential(
+            torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=80),
+            torchaudio.transforms.AmplitudeToDB(top_db=80.0),
+        )
+        ours = Chain(STFT(400, hop_length=160), MelScale(80, 16000, 201), AmplitudeToDB(top_db=80.0))
+        feats, frames = ours(batch, lengths)
+        t_ta = timed(lambda: [ta(x) for x in items], repeats)
+        rows.append(
+            _Row(
+                "torchaudio MelSpectrogram+AmplitudeToDB",
+                "per item (loop)",
+                t_ta,
+                _max_diff(feats, frames, [ta(x) for x in items]),
+            )
+        )
+        rows.append(
+            _Row(
+                "torchaudio MelSpectrogram+AmplitudeToDB",
+                "padded batch (ignores lengths)",
+                timed(lambda: ta(batch), repeats),
+                None,
+            )
+        )
+        t_ours = timed(lambda: ours(batch, lengths), repeats)
+        rows.append(_Row("**mmtorch** STFT→MelScale→AmplitudeToDB", "padded batch, CPU", t_ours, 0.0))
+        ratios.append(f"{t_ta / t_ours:.2f}× the torchaudio per-item loop")
+
+        if importlib.util.find_spec("librosa"):
+            import librosa
+
+            kwargs = {"sr": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80}
+            refs = [librosa.power_to_db(librosa.feature.melspectrogram(y=x, **kwargs)) for x in numpy_items]
+            t_lib = timed(
+                lambda: [
+                    librosa.power_to_db(librosa.feature.melspectrogram(y=x, **kwargs)) for x in numpy_items
+                ],
+                repeats,
+            )
+            ours_lib = frontend("librosa", sample_rate=16000, n_fft=400, hop_length=160, n_mels=80)
+            feats, frames = ours_lib(batch, lengths)
+            rows.append(
+                _Row(
+                    "librosa melspectrogram+power_to_db",
+                    "per item (loop)",
+                    t_lib,
+                    _max_diff(feats, frames, refs),
+                )
+            )
+            t_ours_lib = timed(lambda: ours_lib(batch, lengths), repeats)
+            rows.append(
+                _Row(
+                    '**mmtorch** frontend("librosa", 16 kHz, n_fft 400)', "padded batch, CPU", t_ours_lib, 0.0
+                )
+            )
+            ratios.append(f"{t_lib / t_ours_lib:.2f}× librosa")
+
+        from transformers import WhisperFeatureExtractor
+
+        hf = WhisperFeatureExtractor(feature_size=80)
+
+        def hf_call(x: np.ndarray) -> np.ndarray:
+            return hf(x, sampling_rate=16000, padding="longest", return_tensors="np").input_features[0]
+
+        refs = [hf_call(x) for x in numpy_items]
+        t_hf = timed(lambda: [hf_call(x) for x in numpy_items], repeats)
+        whisper = frontend("whisper")
+        feats, frames = whisper(batch, lengths)
+        rows.append(
+            _Row("HF WhisperFeatureExtractor", "per item (loop)", t_hf, _max_diff(feats, frames, refs))
+        )
+        t_wh = timed(lambda: whisper(batch, lengths), repeats)
+        rows.append(_Row('**mmtorch** frontend("whisper")', "padded batch, CPU", t_wh, 0.0))
+        ratios.append(f"{t_hf / t_wh:.2f}× HF Whisper")
+
+        fbank = torchaudio.compliance.kaldi.fbank
+        refs = [fbank(x[None] * 32768).T for x in items]
+        t_ka = timed(lambda: [fbank(x[None] * 32768) for x in items], repeats)
+        kaldi = frontend("kaldi")
+        feats, frames = kaldi(batch, lengths)
+        rows.append(
+            _Row("torchaudio.compliance.kaldi.fbank", "per item (loop)", t_ka, _max_diff(feats, frames, refs))
+        )
+        t_ours_ka = timed(lambda: kaldi(batch, lengths), repeats)
+        rows.append(_Row('**mmtorch** frontend("kaldi")', "padded batch, CPU", t_ours_ka, 0.0))
+        ratios.append(f"{t_ka / t_ours_ka:.2f}× torchaudio kaldi fbank")
+
+        if torch.cuda.is_available():
+            dev_batch, dev_lengths = batch.cuda(), lengths.cuda()
+            for name in ("whisper", "kaldi"):
+                fe = frontend(name).cuda()
+                gpu, _ = fe(dev_batch, dev_lengths)
+                cpu, _ = frontend(name)(batch, lengths)
+                seconds = timed(lambda fe=fe: fe(dev_batch, dev_lengths), repeats, cuda=True)
+                rows.append(
+                    _Row(
+                        f'**mmtorch** frontend("{name}")',
+                        "padded batch, CUDA (diff vs mmtorch CPU)",
+                        seconds,
+                        float((gpu.cpu() - cpu).abs().max()),
+                    )
+                )
+            ta_cuda = ta.cuda()
+            rows.append(
+                _Row(
+                    "torchaudio MelSpectrogram+AmplitudeToDB",
+                    "padded batch, CUDA (ignores lengths)",
+                    timed(lambda: ta_cuda(dev_batch), repeats, cuda=True),
+                    None,
+                )
+            )
+
+    lines = [
+        f"{len(items)} utterances, {total:.1f} s of 16 kHz audio. {machine()}",
+        "",
+        "| system | how | time (ms) | audio s/s | vs torchaudio loop | max abs diff vs mmtorch |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        diff = "—" if r.diff is None else ("(same)" if r.diff == 0.0 else f"{r.diff:.1e}")
+        lines.append(
+            f"| {r.system} | {r.how} | {r.seconds * 1e3:.1f} | {total / r.seconds:,.0f} | {t_ta / r.seconds:.2f}× | {diff} |"
+        )
+    lines += ["", "mmtorch CPU log-mel: " + ", ".join(ratios) + "."]
+    return "\n".join(lines)
