@@ -25,7 +25,10 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     - ``drop_last=False`` (default): the items of the incomplete last round are re-split into a multiple
       of ``W`` batches within the batch limit (sizes differ by at most one item), so every item is seen
-      exactly once (with fewer leftover items than ranks, the last full round joins the re-split);
+      exactly once. When the leftover items are fewer than the ranks, or cannot be split within the limit,
+      earlier rounds join the re-split. Only a dataset that cannot be cut into a multiple of ``W``
+      non-empty batches within the limit at all (3 items, 2 ranks and ``batch_size=1``; or ``W`` + 1
+      items each longer than half of ``max_duration``) gets tail batches over it;
     - ``drop_last=True``: the incomplete last round is dropped (its items change every epoch).
 
     Use it as a DataLoader's ``batch_sampler``; under Lightning set
@@ -139,12 +142,15 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         if self.drop_last:
             return batches[:full]
         tail_start = full
-        tail = [i for b in batches[tail_start:] for i in b]
-        if len(tail) < world:
-            # Too few leftover items for one per rank: re-split the last full round with them.
-            tail_start = max(0, full - world)
-            tail = [i for b in batches[tail_start:] for i in b]
-        return batches[:tail_start] + self._split_evenly(sorted(tail, key=lambda i: self.durations[i]))
+        while True:
+            tail = sorted((i for b in batches[tail_start:] for i in b), key=lambda i: self.durations[i])
+            # Too few leftover items for one per rank, or too many for the batch limit: let the previous
+            # full round join the re-split.
+            split = self._split_evenly(tail) if len(tail) >= world else None
+            if tail_start == 0 or (split is not None and all(self._fits(c) for c in split)):
+                break
+            tail_start = max(0, tail_start - world)
+        return batches[:tail_start] + (split if split is not None else self._split_evenly(tail))
 
     def _fits(self, batch: list[int]) -> bool:
         if self.batch_size is not None:
@@ -152,7 +158,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         return len(batch) == 1 or len(batch) * max(self.durations[i] for i in batch) <= self.max_duration  # type: ignore[operator]
 
     def _split_evenly(self, items: list[int]) -> list[list[int]]:
-        """Cut duration-sorted items into a multiple of W near-equal batches that respect the batch limit."""
+        """Cut duration-sorted items into a multiple of W near-equal batches, as few as respect the batch
+        limit (or, when no split into non-empty batches can, the finest one)."""
         world = self.num_replicas
         rounds = 1
         while True:
