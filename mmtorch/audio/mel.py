@@ -141,8 +141,11 @@ class MelScale(Stage):
         x, lengths = prepare_features(x, lengths, "MelScale")
         if x.shape[1] != self.n_freqs:
             raise ValueError(f"MelScale: expected {self.n_freqs} frequency bins, got {x.shape[1]}")
-        with torch.autocast(x.device.type, enabled=False):
-            # (B, N, F) @ (F, M): one GEMM over all frames; the STFT's output is already frame-major.
+        # (B, N, F) @ (F, M): one GEMM over all frames; the STFT's output is already frame-major.
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                y = torch.matmul(x.transpose(1, 2), self.fb.to(x.dtype))
+        else:
             y = torch.matmul(x.transpose(1, 2), self.fb.to(x.dtype))
         if lengths is None:
             return y.transpose(1, 2), full_lengths(y, 1)

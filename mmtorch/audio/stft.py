@@ -175,6 +175,8 @@ class STFT(Stage):
         self.register_buffer(
             "window", make_window(window, win_length, periodic, torch.float64), persistent=False
         )
+        # float32 copy for the common case: no cast per call on the CPU hot path
+        self.register_buffer("_window32", self.window.float(), persistent=False)
         if center:
             # torch.stft centres a short window inside the n_fft frame.
             self._window_start = (n_fft - win_length) // 2
@@ -246,7 +248,8 @@ class STFT(Stage):
             a = self.frame_preemphasis
             frames = torch.cat((frames[..., :1] * (1.0 - a), frames[..., 1:] - a * frames[..., :-1]), dim=-1)
         if n_frames and x.shape[0]:
-            spec = torch.fft.rfft(frames * self.window.to(frames.dtype), n=self.n_fft)  # (B, N, F)
+            window = self._window32 if frames.dtype == torch.float32 else self.window.to(frames.dtype)
+            spec = torch.fft.rfft(frames * window, n=self.n_fft)  # (B, N, F)
         else:  # FFT backends refuse empty batches
             spec = torch.zeros(x.shape[0], n_frames, self.n_freqs, dtype=_complex(x.dtype), device=x.device)
         if self.power is None:
