@@ -28,6 +28,18 @@ from mmtorch.audio import (
     UtteranceNorm,
     frontend,
 )
+from mmtorch.audio.voice import (
+    LPC,
+    LPCC,
+    RMS,
+    EGeMAPSDescriptors,
+    Formants,
+    Harmonicity,
+    Pitch,
+    SpectralDescriptors,
+    VoiceFeatures,
+    ZeroCrossingRate,
+)
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,46 @@ CASES: list[Case] = [
         "features",
         6,
         max_len=40,
+        differentiable=False,
+    ),
+    # Voice descriptors (tests/audio/voice): librosa-style centred frames, openSMILE-style frames.
+    Case("voice_rms_centred", lambda: RMS(64, 16)),
+    Case("voice_rms_db_snip", lambda: RMS(48, 20, center=False, db=True)),
+    Case("voice_zcr", lambda: ZeroCrossingRate(64, 16), differentiable=False),
+    Case(
+        "voice_spectral_descriptors",
+        lambda: SpectralDescriptors(8000, 32, features=SpectralDescriptors.available()),
+        "features",
+        17,
+        max_len=24,
+        positive=True,
+    ),
+    Case("voice_egemaps_descriptors", lambda: EGeMAPSDescriptors(4000), min_len=1, max_len=600),
+    Case(
+        "voice_egemaps_descriptors_sma3",
+        lambda: EGeMAPSDescriptors(4000, smooth=True),
+        min_len=80,
+        max_len=600,
+    ),
+    Case("voice_lpc_burg", lambda: LPC(6, 48, 20), min_len=48, max_len=400),
+    Case(
+        "voice_lpcc_autocorrelation_centred",
+        lambda: LPCC(8, 6, 48, 20, method="autocorrelation", center=True, log_gain=True),
+        max_len=400,
+    ),
+    # Praat-style analyses on small configurations (a 4-8 kHz rate keeps the windows short).
+    Case("voice_pitch", lambda: Pitch(4000, floor=100.0, ceiling=900.0), max_len=1200, differentiable=False),
+    Case("voice_harmonicity", lambda: Harmonicity(4000, floor=100.0), max_len=1200, differentiable=False),
+    Case(
+        "voice_formants",
+        lambda: Formants(8000, max_frequency=2000.0, window_length=0.01, max_formants=2.0, n_formants=2),
+        max_len=1200,
+        differentiable=False,
+    ),
+    Case(
+        "voice_features",
+        lambda: VoiceFeatures(8000, floor=100.0, ceiling=900.0, max_formant=3500.0),
+        max_len=2400,
         differentiable=False,
     ),
 ]

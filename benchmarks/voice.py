@@ -1,0 +1,189 @@
+"""Voice features throughput and parity: batched mmtorch against openSMILE eGeMAPSv02 and Praat
+(parselmouth), on the same audio.
+
+Every system processes the same utterances (synthetic speech from ``mmtorch.demo.synthetic_speech``,
+1–8 s at 16 kHz, and the espeak-ng fixtures). Prints a markdown table: median wall time over repeats,
+seconds of audio per second, speed relative to openSMILE, and the largest deviation of mmtorch's voice
+report from Praat's on every utterance.
+
+    python benchmarks/voice.py [--utterances 24] [--repeats 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import opensmile
+import parselmouth
+import soundfile
+import torch
+from parselmouth.praat import call
+
+from mmtorch.audio.voice import VoiceFeatures, egemaps, voice_report
+from mmtorch.demo import synthetic_speech
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+def timed(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = (
+        f"CPU: {cpu}, {torch.get_num_threads()} torch thread(s); torch {torch.__version__}, "
+        f"opensmile {opensmile.__version__}, parselmouth {parselmouth.__version__} (Praat {parselmouth.PRAAT_VERSION})"
+    )
+    if torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name()}"
+    return text
+
+
+def praat_report(x: np.ndarray, sr: int) -> dict[str, float]:
+    """Praat's voice measures, the way a Praat script computes them."""
+    sound = parselmouth.Sound(x, sr)
+    pitch = sound.to_pitch_ac()
+    pulses = call([sound, pitch], "To PointProcess (cc)")
+    harmonicity = sound.to_harmonicity_cc(0.01, 75, 0.1, 1.0)
+    formant = sound.to_formant_burg(None, 5, 5500, 0.025, 50)
+    voiced = [t for t, f in zip(pitch.xs(), pitch.selected_array["frequency"], strict=True) if f > 0]
+    out = {
+        "f0_mean_hz": call(pitch, "Get mean", 0, 0, "Hertz"),
+        "jitter_local": call(pulses, "Get jitter (local)", 0, 0, 0.0001, 0.02, 1.3),
+        "shimmer_local": call([sound, pulses], "Get shimmer (local)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
+        "shimmer_local_db": call([sound, pulses], "Get shimmer (local_dB)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
+        "hnr_db": call(harmonicity, "Get mean", 0, 0),
+    }
+    for k in (1, 2, 3):
+        out[f"f{k}_mean_hz"] = float(np.nanmean([formant.get_value_at_time(k, t) for t in voiced]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--utterances", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+
+    g = torch.Generator().manual_seed(0)
+    durations = (1 + 7 * torch.rand(args.utterances, generator=g)).tolist()
+    items = [synthetic_speech(d, 16000, i).double() for i, d in enumerate(durations)]
+    items += [
+        torch.from_numpy(soundfile.read(p, dtype="float64")[0]) for p in sorted(FIXTURES.glob("speech_*.wav"))
+    ]
+    lengths = torch.tensor([len(x) for x in items])
+    batch = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
+    batch32 = batch.float()
+    total = float(lengths.sum()) / 16000
+    numpy_items = [x.numpy() for x in items]
+    rows: list[tuple[str, str, float, str]] = []
+
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02)
+    t_smile = timed(
+        lambda: [smile.process_signal(x.astype(np.float32), 16000) for x in numpy_items], args.repeats
+    )
+    rows.append(("openSMILE eGeMAPSv02 functionals (88)", "per item (loop), 1 core", t_smile, "reference"))
+    t_praat = timed(lambda: [praat_report(x, 16000) for x in numpy_items], args.repeats)
+    rows.append(("Praat voice report (parselmouth)", "per item (loop), 1 core", t_praat, "reference"))
+
+    # mmtorch, batched, against Praat on every utterance
+    report = voice_report(batch, lengths, 16000)
+    worst = {}
+    for b, x in enumerate(numpy_items):
+        ref = praat_report(x, 16000)
+        for key, value in ref.items():
+            ours = float(report[key][b])
+            error = abs(ours - value) if key == "hnr_db" else abs(ours - value) / max(abs(value), 1e-12)
+            worst[key] = max(worst.get(key, 0.0), error)
+    summary = (
+        f"max rel. diff to Praat: F0 {worst['f0_mean_hz']:.1e}, jitter {worst['jitter_local']:.1e}, "
+        f"shimmer {worst['shimmer_local']:.1e} / dB {worst['shimmer_local_db']:.1e}, "
+        f"F1–F3 {max(worst['f1_mean_hz'], worst['f2_mean_hz'], worst['f3_mean_hz']):.1e}; "
+        f"HNR max abs {worst['hnr_db']:.2f} dB"
+    )
+    t_report = timed(lambda: voice_report(batch, lengths, 16000), args.repeats)
+    rows.append(("**mmtorch** `voice_report`", "padded batch, CPU", t_report, summary))
+    features = VoiceFeatures(16000)
+    t_features = timed(lambda: features(batch32, lengths), args.repeats)
+    rows.append(("**mmtorch** `VoiceFeatures` (30 LLDs)", "padded batch, CPU", t_features, "LLDs per frame"))
+    t_egemaps = timed(lambda: egemaps(batch32, lengths, 16000), args.repeats)
+    rows.append(("**mmtorch** `egemaps` (88)", "padded batch, CPU", t_egemaps, "eGeMAPS-like functionals"))
+    spectral = VoiceFeatures(
+        16000,
+        features=[
+            "loudness",
+            "alpha_ratio",
+            "hammarberg_index",
+            "slope_0_500",
+            "slope_500_1500",
+            "spectral_flux",
+            "mfcc1",
+            "mfcc2",
+            "mfcc3",
+            "mfcc4",
+        ],
+    )
+    t_spectral = timed(lambda: spectral(batch32, lengths), args.repeats)
+    rows.append(
+        (
+            "**mmtorch** `VoiceFeatures`, spectral LLDs + F0 only",
+            "padded batch, CPU",
+            t_spectral,
+            "pitch + eGeMAPS spectral",
+        )
+    )
+
+    if torch.cuda.is_available():
+        dev_batch, dev_lengths = batch32.cuda(), lengths.cuda()
+        features_gpu = VoiceFeatures(16000).cuda()
+        t_gpu = timed(lambda: features_gpu(dev_batch, dev_lengths), args.repeats, cuda=True)
+        rows.append(
+            (
+                "**mmtorch** `VoiceFeatures` (30 LLDs)",
+                f"padded batch, {torch.cuda.get_device_name()}",
+                t_gpu,
+                "",
+            )
+        )
+        t_gpu_report = timed(lambda: voice_report(dev_batch, dev_lengths, 16000), args.repeats, cuda=True)
+        rows.append(
+            ("**mmtorch** `voice_report`", f"padded batch, {torch.cuda.get_device_name()}", t_gpu_report, "")
+        )
+
+    print(f"{len(items)} utterances, {total:.1f} s of audio at 16 kHz. {machine()}\n")
+    print("| system | how | time (s) | audio s / s | vs openSMILE | parity |")
+    print("|---|---|---|---|---|---|")
+    for system, how, seconds, note in rows:
+        print(
+            f"| {system} | {how} | {seconds:.3f} | {total / seconds:,.1f} | {t_smile / seconds:.2f}× | {note} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""An eGeMAPS-like 88-value vector per utterance, with openSMILE's eGeMAPSv02 names, from mmtorch's LLDs.
+
+The layout, smoothing and functionals are eGeMAPSv02's (Eyben et al. 2016, openSMILE's configuration);
+the low-level descriptors are mmtorch's, on the pitch track's frame grid:
+
+- loudness, alpha ratio, Hammarberg index, spectral slopes, spectral flux and MFCC 1–4 are openSMILE's
+  own definitions (they match openSMILE frame for frame; :class:`~mmtorch.audio.voice.EGeMAPSDescriptors`),
+  here computed on 20 ms frames centred on the pitch frames;
+- F0, voicing, jitter, shimmer, HNR and formants are Praat's (autocorrelation pitch, periodic pulses,
+  cross-correlation HNR, Burg formants) where openSMILE uses subharmonic summation, its own period
+  detector, an autocorrelation HNR and LPC formants: by design these differ from openSMILE's values;
+- H1–H2, H1–A3 and the formant amplitudes are read from a 60 ms Gaussian-windowed spectrum at the
+  harmonics of the Praat F0 and within half a bandwidth of each Burg formant.
+
+Voiced-only values (``V``, ``sma3nz``) use the Praat voicing; rising/falling slopes and loudness peaks use
+the simplified extrema of :mod:`mmtorch.audio.voice.functionals`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mmtorch.audio.stage import prepare_waveform, validation
+from mmtorch.audio.voice.descriptors import sma3
+from mmtorch.audio.voice.features import VoiceAnalysis, VoiceFeatures
+from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.functionals import _compact, functionals, segment_statistics
+from mmtorch.masks import full_lengths, lengths_to_mask
+
+__all__ = ["EGEMAPS_NAMES", "egemaps"]
+
+_TEN = (
+    "amean",
+    "stddevNorm",
+    "percentile20.0",
+    "percentile50.0",
+    "percentile80.0",
+    "pctlrange0-2",
+    "meanRisingSlope",
+    "stddevRisingSlope",
+    "meanFallingSlope",
+    "stddevFallingSlope",
+)
+_TWO = ("amean", "stddevNorm")
+_VOICED_LLD = (
+    "jitterLocal",
+    "shimmerLocaldB",
+    "HNRdBACF",
+    "logRelF0-H1-H2",
+    "logRelF0-H1-A3",
+    "F1frequency",
+    "F1bandwidth",
+    "F1amplitudeLogRelF0",
+    "F2frequency",
+    "F2bandwidth",
+    "F2amplitudeLogRelF0",
+    "F3frequency",
+    "F3bandwidth",
+    "F3amplitudeLogRelF0",
+)
+_SPECTRAL_V = (
+    "alphaRatio",
+    "hammarbergIndex",
+    "slope0-500",
+    "slope500-1500",
+    "spectralFlux",
+    "mfcc1",
+    "mfcc2",
+    "mfcc3",
+    "mfcc4",
+)
+_SPECTRAL_UV = ("alphaRatio", "hammarbergIndex", "slope0-500", "slope500-1500", "spectralFlux")
+_TEMPORAL = (
+    "loudnessPeaksPerSec",
+    "VoicedSegmentsPerSec",
+    "MeanVoicedSegmentLengthSec",
+    "StddevVoicedSegmentLengthSec",
+    "MeanUnvoicedSegmentLength",
+    "StddevUnvoicedSegmentLength",
+)
+
+
+def _names() -> list[str]:
+    names = [f"F0semitoneFrom27.5Hz_sma3nz_{f}" for f in _TEN]
+    names += [f"loudness_sma3_{f}" for f in _TEN]
+    names += [f"{lld}_sma3_{f}" for lld in ("spectralFlux", "mfcc1", "mfcc2", "mfcc3", "mfcc4") for f in _TWO]
+    names += [f"{lld}_sma3nz_{f}" for lld in _VOICED_LLD for f in _TWO]
+    for lld in _SPECTRAL_V:
+        voiced = lld.replace("slope", "slopeV") if lld.startswith("slope") else f"{lld}V"
+        names += [f"{voiced}_sma3nz_{f}" for f in _TWO]
+    for lld in _SPECTRAL_UV:
+        unvoiced = lld.replace("slope", "slopeUV") if lld.startswith("slope") else f"{lld}UV"
+        names.append(f"{unvoiced}_sma3nz_amean")
+    return [*names, *_TEMPORAL, "equivalentSoundLevel_dBp"]
+
+
+#: openSMILE's eGeMAPSv02 functional names, in its order (88).
+EGEMAPS_NAMES: list[str] = _names()
+
+
+def _harmonic_levels(
+    x: Tensor, lengths: Tensor, sample_rate: int, analysis: VoiceAnalysis
+) -> tuple[Tensor, Tensor, Tensor]:
+    """H1–H2, H1–A3 (dB) and F1–F3 amplitudes relative to H1 (dB, ``(B, N, 3)``) from a 60 ms Gaussian
+    window (openSMILE's sigma 0.4) at each voiced frame; 0 where unvoiced."""
+    pitch, formants = analysis.pitch, analysis.formants
+    win = round(0.06 * sample_rate)
+    n_fft = 1 << math.ceil(math.log2(win))
+    i = torch.arange(win, dtype=torch.float64, device=x.device)
+    half = 0.5 * (win - 1)
+    window = torch.exp(-0.5 * ((i - half) / (0.4 * half)).square())
+    start = torch.round(pitch.times * sample_rate - 0.5 * win).to(torch.int64)
+    frames = gather_windows(x, lengths, start, win)
+    if frames.numel():
+        mag = torch.fft.rfft(frames * window, n=n_fft).abs()  # (B, N, bins)
+    else:
+        mag = x.new_zeros(*frames.shape[:2], n_fft // 2 + 1)
+    bin_hz = sample_rate / n_fft
+    freqs = torch.arange(mag.shape[-1], dtype=torch.float64, device=x.device) * bin_hz
+
+    def peak(lo: Tensor, hi: Tensor) -> Tensor:
+        band = (freqs >= lo[..., None]) & (freqs <= hi[..., None])
+        return torch.where(band, mag, 0.0).amax(dim=-1).clamp(min=1e-10)
+
+    f0 = pitch.f0
+    h1 = peak(0.9 * f0, 1.1 * f0)
+    h2 = peak(1.9 * f0, 2.1 * f0)
+    amps = []
+    for k in range(3):
+        f, b = formants.frequency[..., k], formants.bandwidth[..., k]
+        amps.append(torch.where(formants.present[..., k], peak(f - 0.5 * b, f + 0.5 * b), h1))
+    voiced = pitch.voiced
+
+    def db(a: Tensor, b: Tensor) -> Tensor:
+        return torch.where(voiced, 20.0 * torch.log10(a / b), 0.0)
+
+    relative = torch.stack([db(a, h1) for a in amps], dim=-1)
+    return db(h1, h2), db(h1, amps[2]), relative
+
+
+def egemaps(
+    x: Tensor, lengths: Tensor | None = None, sample_rate: int = 16000, voice: VoiceFeatures | None = None
+) -> Tensor:
+    """The 88 eGeMAPSv02-named functionals of every item (names in :data:`EGEMAPS_NAMES`).
+
+    Args:
+        x: ``(B, T)`` waveforms (any dtype :class:`~mmtorch.audio.voice.VoiceFeatures` accepts).
+        lengths: int64 ``(B,)`` or ``None``.
+        sample_rate: Hz (eGeMAPS is defined at 16 kHz).
+        voice: the :class:`VoiceFeatures` to use (default: one with every feature).
+
+    Returns:
+        float64 ``(B, 88)``; an item without voiced frames gets 0 for every voiced-only value.
+    """
+    voice = VoiceFeatures(sample_rate) if voice is None else voice
+    if voice.feature_names != VoiceFeatures(sample_rate).feature_names:
+        raise ValueError("egemaps needs a VoiceFeatures computing every feature")
+    x, given = prepare_waveform(x, lengths, "egemaps")
+    lengths = full_lengths(x) if given is None else given
+    groups = voice._groups(x, lengths)
+    if groups is not None and len(groups) > 1:  # CPU: groups of similar length (same numbers, faster)
+        out = torch.zeros(x.shape[0], len(EGEMAPS_NAMES), dtype=torch.float64, device=x.device)
+        with validation(False):
+            for rows, size in groups:
+                out[rows] = egemaps(x[rows, :size], lengths[rows], sample_rate, voice)
+        return out
+    x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+    analysis = voice.analyse(x64, lengths)
+    frames = analysis.lengths
+    feats = analysis.features.to(torch.float64)
+    row = {name: feats[:, i] for i, name in enumerate(voice.feature_names)}
+    voiced = analysis.pitch.voiced & lengths_to_mask(frames, feats.shape[-1])
+    dt = voice.time_step
+    h1h2, h1a3, rel = _harmonic_levels(x64, lengths, voice.sample_rate, analysis)
+
+    def gate(v: Tensor, on: Tensor) -> Tensor:
+        return torch.where(on, v, 0.0)
+
+    def smooth(rows: list[Tensor], skip_zeros: bool) -> Tensor:
+        return sma3(torch.stack(rows, dim=1), frames, skip_zeros=skip_zeros)
+
+    out = []
+    f0 = smooth([row["F0_semitones"]], True)
+    out.append(functionals(f0, frames, f0 != 0, _TEN, dt)[:, 0])
+    loudness = smooth([row["loudness"]], False)
+    out.append(functionals(loudness, frames, None, _TEN, dt)[:, 0])
+    energy = smooth([row[n] for n in ("spectral_flux", "mfcc1", "mfcc2", "mfcc3", "mfcc4")], False)
+    out.append(functionals(energy, frames, None, _TWO, dt).flatten(1))
+    voiced_rows = [
+        row["jitter_local"],
+        row["shimmer_local_dB"],
+        row["HNR_dB"],
+        h1h2,
+        h1a3,
+    ]
+    for k in range(3):
+        voiced_rows += [row[f"F{k + 1}_Hz"], row[f"F{k + 1}_bandwidth_Hz"], rel[..., k]]
+    lld = smooth([gate(v, voiced) for v in voiced_rows], True)
+    out.append(functionals(lld, frames, lld != 0, _TWO, dt).flatten(1))
+    spectral = ("alpha_ratio", "hammarberg_index", "slope_0_500", "slope_500_1500", "spectral_flux")
+    lld = smooth([gate(row[n], voiced) for n in (*spectral, "mfcc1", "mfcc2", "mfcc3", "mfcc4")], True)
+    out.append(functionals(lld, frames, lld != 0, _TWO, dt).flatten(1))
+    lld = smooth([gate(row[n], ~voiced & lengths_to_mask(frames, feats.shape[-1])) for n in spectral], True)
+    out.append(functionals(lld, frames, lld != 0, ("amean",), dt).flatten(1))
+    # temporal: loudness peaks and voiced segments per second of the item
+    duration = (frames.to(torch.float64) * dt).clamp(min=1e-12)
+    contour, count = _compact(loudness[:, 0], lengths_to_mask(frames, feats.shape[-1]))
+    peaks = _peak_count(contour, count)
+    rate, mean_on, std_on, mean_off, std_off = segment_statistics(f0[:, 0] != 0, frames, dt)
+    temporal = torch.stack(
+        (torch.where(frames > 0, peaks / duration, 0.0), rate, mean_on, std_on, mean_off, std_off), dim=1
+    )
+    out.append(temporal)
+    power = torch.where(lengths_to_mask(frames, feats.shape[-1]), 10.0 ** (row["intensity_dB"] / 10.0), 0.0)
+    leq = 10.0 * torch.log10((power.sum(dim=1) / frames.clamp(min=1)).clamp(min=1e-12))
+    out.append(torch.where(frames > 0, leq, 0.0)[:, None])
+    result = torch.cat(out, dim=1)
+    assert result.shape[1] == len(EGEMAPS_NAMES)
+    return result
+
+
+def _peak_count(contour: Tensor, count: Tensor) -> Tensor:
+    """Local maxima of a compacted contour that follow a local minimum (as the slopes' extrema)."""
+    n = contour.shape[-1]
+    if n < 5:
+        return contour.new_zeros(contour.shape[0])
+    i = torch.arange(n, device=contour.device)
+    mid, left, right = contour[:, 1:-1], contour[:, :-2], contour[:, 2:]
+    inner = (i[1:-1] >= 2) & (i[1:-1][None] < (count[:, None] - 2))
+    is_max = inner & (mid > left) & (mid > right)  # the extrema rules of the slope functionals
+    return is_max.sum(dim=1).to(contour.dtype)

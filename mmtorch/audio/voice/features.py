@@ -1,0 +1,315 @@
+"""Every voice descriptor on one frame grid: the :class:`VoiceFeatures` stage ``(B, F, N)``.
+
+The grid is the pitch track's (Praat's ``To Pitch (ac)`` frames: ``time_step`` apart, centred in each
+item). Every other analysis runs at those frame times: spectral descriptors on a 20 ms Hamming frame
+centred there (eGeMAPS's settings: FFT 512 at 16 kHz), HNR by Praat's cross-correlation method, formants by
+Praat's Burg method, and local jitter and shimmer over the glottal pulses inside a window of
+``perturbation_window`` seconds centred on the frame (Praat's ``Get jitter (local)`` with that time range).
+
+Fill values (documented, never NaN): unvoiced frames have ``F0_Hz = 0``, ``F0_semitones = 0`` and
+``voiced = 0``; ``HNR_dB`` is 0 where the HNR analysis finds no periodicity; jitter and shimmer are 0 where
+Praat would call them undefined (fewer than 3 pulses or no qualifying periods in the window); a formant a
+frame lacks is 0 Hz with 0 bandwidth. ``voiced`` is the mask to use for voiced-only statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from mmtorch.audio.stage import Stage, prepare_waveform, validation, zero_padding
+from mmtorch.audio.voice.descriptors import (
+    EGeMAPSDescriptors,
+    spectral_bandwidth,
+    spectral_centroid,
+    spectral_entropy,
+    spectral_flatness,
+    spectral_rolloff,
+)
+from mmtorch.audio.voice.formants import FormantTrack, formants_burg
+from mmtorch.audio.voice.framing import gather_windows, safe_log
+from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc
+from mmtorch.audio.voice.perturbation import jitter_local_windows, shimmer_local_windows
+from mmtorch.audio.voice.pitch import PitchTrack, pitch_ac, praat_frame_grid
+from mmtorch.audio.voice.pulses import PulseTrain, glottal_pulses
+from mmtorch.masks import full_lengths, lengths_to_mask
+
+__all__ = ["VOICE_FEATURES", "VoiceAnalysis", "VoiceFeatures", "length_groups"]
+
+VOICE_FEATURES: tuple[str, ...] = (
+    "F0_Hz",
+    "voiced",
+    "F0_semitones",
+    "intensity_dB",
+    "loudness",
+    "zcr",
+    "spectral_centroid",
+    "spectral_bandwidth",
+    "spectral_rolloff",
+    "spectral_flatness",
+    "spectral_entropy",
+    "spectral_flux",
+    "alpha_ratio",
+    "hammarberg_index",
+    "slope_0_500",
+    "slope_500_1500",
+    "mfcc1",
+    "mfcc2",
+    "mfcc3",
+    "mfcc4",
+    "HNR_dB",
+    "jitter_local",
+    "shimmer_local",
+    "shimmer_local_dB",
+    "F1_Hz",
+    "F1_bandwidth_Hz",
+    "F2_Hz",
+    "F2_bandwidth_Hz",
+    "F3_Hz",
+    "F3_bandwidth_Hz",
+)
+
+_PERIODICITY = {"HNR_dB"}
+_PERTURBATION = {"jitter_local", "shimmer_local", "shimmer_local_dB"}
+_FORMANTS = {name for name in VOICE_FEATURES if name.startswith("F") and name[1].isdigit()}
+
+
+# Items per group for the "items" strategy: on CPU, small groups of similar length keep temporaries in
+# cache and waste nothing on padding, while amortizing the per-operation overhead.
+_GROUP = 8
+
+
+def length_groups(lengths: Tensor, size: int) -> list[tuple[Tensor, int]]:
+    """Item indices sorted by length (longest first) in groups of ``size``, each with its longest length."""
+    order = torch.argsort(lengths.cpu(), descending=True, stable=True)
+    ordered = lengths.cpu()[order].tolist()
+    return [(order[i : i + size].to(lengths.device), int(ordered[i])) for i in range(0, len(ordered), size)]
+
+
+class VoiceAnalysis(NamedTuple):
+    """Everything :class:`VoiceFeatures` computed for a batch.
+
+    Attributes:
+        features: ``(B, F, N)`` in the stage's ``feature_names`` order, 0 past each item's frames.
+        lengths: int64 ``(B,)`` frames per item.
+        pitch: the pitch track (its frames are the grid).
+        pulses: glottal pulses (``None`` when no perturbation feature was asked for).
+        harmonicity: HNR at the grid's frames (``None`` when not asked for).
+        formants: formants at the grid's frames (``None`` when not asked for).
+    """
+
+    features: Tensor
+    lengths: Tensor
+    pitch: PitchTrack
+    pulses: PulseTrain | None
+    harmonicity: HarmonicityTrack | None
+    formants: FormantTrack | None
+
+
+class VoiceFeatures(Stage):
+    """Frame-level voice and prosody descriptors, one row per feature (see :data:`VOICE_FEATURES`).
+
+    Rows: F0 (Hz; 0 unvoiced), the voicing flag, F0 in semitones re 27.5 Hz (0 unvoiced), intensity
+    (``10 log10`` of the frame's mean square, floor -100 dB), eGeMAPS loudness, zero-crossing rate,
+    librosa's spectral centroid/bandwidth/roll-off (0.85)/flatness, openSMILE's spectral entropy and flux,
+    alpha ratio, Hammarberg index, spectral slopes 0–500 and 500–1500 Hz, eGeMAPS MFCC 1–4, Praat's HNR
+    (cc, dB), local jitter, local shimmer (fraction and dB), and F1–F3 with bandwidths (Burg). See the
+    module docstring for the fill values.
+
+    Args:
+        sample_rate: Hz.
+        features: names to compute, in output order (default: all).
+        time_step, floor, ceiling: the pitch analysis (Praat's ``To Pitch (ac)``; ``time_step=0`` is
+            ``0.75 / floor``, 10 ms at 75 Hz).
+        max_formant: Burg's maximum formant frequency (5500 Hz; 5000 is Praat's advice for male voices).
+        perturbation_window: seconds of pulses around each frame for jitter and shimmer.
+        strategy: ``"batch"`` (the padded batch at once; best on GPUs), ``"items"`` (groups of 8 items of
+            similar length; faster on CPUs) or ``"auto"`` (items on CPU, batch elsewhere). Same numbers.
+
+    Shape:
+        ``(B, T)`` → ``(B, len(features), N)`` with ``N`` the pitch frames (0 for an item shorter than
+        ``3 / floor`` seconds).
+
+    Example:
+        >>> vf = VoiceFeatures(16000)
+        >>> feats, frames = vf(waves, lengths)  # (B, 30, N)
+        >>> f0 = feats[:, vf.feature_names.index("F0_Hz")]
+    """
+
+    input_kind = "waveform"
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        features: Sequence[str] | None = None,
+        time_step: float = 0.0,
+        floor: float = 75.0,
+        ceiling: float = 600.0,
+        max_formant: float = 5500.0,
+        perturbation_window: float = 0.06,
+        strategy: str = "auto",
+    ) -> None:
+        super().__init__()
+        if strategy not in ("auto", "batch", "items"):
+            raise ValueError(f"strategy must be 'auto', 'batch' or 'items', got {strategy!r}")
+        self.strategy = strategy
+        names = list(VOICE_FEATURES if features is None else features)
+        unknown = [n for n in names if n not in VOICE_FEATURES]
+        if unknown or not names:
+            raise ValueError(f"unknown voice features {unknown}; choose from {VOICE_FEATURES}")
+        if floor <= 0 or ceiling <= floor:
+            raise ValueError(f"VoiceFeatures: need 0 < floor < ceiling, got {floor}, {ceiling}")
+        if perturbation_window <= 0:
+            raise ValueError(f"perturbation_window must be positive, got {perturbation_window}")
+        self.sample_rate = int(sample_rate)
+        self.features = names
+        self.time_step = float(time_step) if time_step > 0 else 0.75 / floor
+        self.floor = float(floor)
+        self.ceiling = float(ceiling)
+        self.max_formant = float(max_formant)
+        self.perturbation_window = float(perturbation_window)
+        self.spectral = EGeMAPSDescriptors(self.sample_rate)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return praat_frame_grid(lengths, self.sample_rate, 3.0 / self.floor, self.time_step)[0]
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        groups = self._groups(x, lengths)
+        if groups is None:
+            analysis = self.analyse(x, lengths)
+            return analysis.features, analysis.lengths
+        x, given = prepare_waveform(x, lengths, "VoiceFeatures")
+        lengths = full_lengths(x) if given is None else given
+        frames = self.output_lengths(lengths)
+        n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
+        out = x.new_zeros(x.shape[0], len(self.features), n)
+        with validation(False):
+            for rows, size in groups:
+                y = self.analyse(x[rows, :size], lengths[rows]).features
+                out[rows, :, : y.shape[-1]] = y
+        return out, frames
+
+    def _groups(self, x: Tensor, lengths: Tensor | None) -> list[tuple[Tensor, int]] | None:
+        """Groups of items of similar length for the ``"items"`` strategy (``None``: one padded batch)."""
+        strategy = self.strategy
+        if strategy == "auto":
+            cpu = isinstance(x, Tensor) and x.device.type == "cpu" and x.dim() >= 2 and x.shape[0] > 1
+            strategy = "items" if cpu and not torch.compiler.is_compiling() else "batch"
+        if strategy == "batch":
+            return None
+        return length_groups(full_lengths(x) if lengths is None else lengths, _GROUP)
+
+    def analyse(self, x: Tensor, lengths: Tensor | None = None) -> VoiceAnalysis:
+        """Run every analysis and return the features together with the tracks they came from."""
+        x, given = prepare_waveform(x, lengths, "VoiceFeatures")
+        dtype = x.dtype
+        lengths = (
+            torch.full((x.shape[0],), x.shape[1], dtype=torch.int64, device=x.device)
+            if given is None
+            else given
+        )
+        x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+        sr = self.sample_rate
+        pitch = pitch_ac(x64, lengths, sr, self.time_step, self.floor, self.ceiling)
+        frames = pitch.lengths
+        n = pitch.f0.shape[1]
+        valid = lengths_to_mask(frames, n)
+        times = pitch.times
+        rows: dict[str, Tensor] = {}
+        wanted = set(self.features)
+        rows["F0_Hz"] = pitch.f0
+        rows["voiced"] = pitch.voiced.to(torch.float64)
+        rows["F0_semitones"] = torch.where(
+            pitch.voiced, 12.0 * torch.log2(pitch.f0.clamp(min=1e-9) / 27.5), 0.0
+        )
+        if wanted & {
+            "intensity_dB",
+            "loudness",
+            "zcr",
+            "spectral_centroid",
+            "spectral_bandwidth",
+            "spectral_rolloff",
+            "spectral_flatness",
+            "spectral_entropy",
+            "spectral_flux",
+            "alpha_ratio",
+            "hammarberg_index",
+            "slope_0_500",
+            "slope_500_1500",
+            "mfcc1",
+            "mfcc2",
+            "mfcc3",
+            "mfcc4",
+        }:
+            rows.update(self._spectral(x64, lengths, times))
+        harmonicity = None
+        if wanted & _PERIODICITY:
+            harmonicity = harmonicity_cc(x64, lengths, sr, times=times)
+            rows["HNR_dB"] = torch.where(harmonicity.voiced, harmonicity.hnr, 0.0)
+        pulses = None
+        if wanted & _PERTURBATION:
+            pulses = glottal_pulses(x64, lengths, sr, pitch)
+            half = 0.5 * self.perturbation_window
+            rows["jitter_local"] = jitter_local_windows(pulses, times - half, times + half).value
+            local, local_db = shimmer_local_windows(x64, lengths, sr, pulses, times - half, times + half)
+            rows["shimmer_local"], rows["shimmer_local_dB"] = local.value, local_db.value
+        formants = None
+        if wanted & _FORMANTS:
+            formants = formants_burg(x64, lengths, sr, max_frequency=self.max_formant, times=times)
+            for k in range(3):
+                rows[f"F{k + 1}_Hz"] = formants.frequency[..., k]
+                rows[f"F{k + 1}_bandwidth_Hz"] = formants.bandwidth[..., k]
+        y = torch.stack([rows[name] for name in self.features], dim=1)
+        y = torch.where(valid[:, None, :], y, 0.0).to(dtype)
+        return VoiceAnalysis(zero_padding(y, frames), frames, pitch, pulses, harmonicity, formants)
+
+    def _spectral(self, x: Tensor, lengths: Tensor, times: Tensor) -> dict[str, Tensor]:
+        """Descriptors of a 20 ms Hamming frame centred on each frame time."""
+        stage = self.spectral
+        win = stage.win_length
+        start = torch.round(times * self.sample_rate - 0.5 * win).to(torch.int64)
+        frames = gather_windows(x, lengths, start, win)  # (B, N, win)
+        window = stage.window.to(x.dtype)
+        if frames.numel():
+            mag = torch.fft.rfft(frames * window, n=stage.n_fft).abs().transpose(1, 2)
+        else:
+            mag = x.new_zeros(x.shape[0], stage.n_fft // 2 + 1, times.shape[1])
+        egemaps = stage.descriptors(mag)
+        names = (
+            "loudness",
+            "alpha_ratio",
+            "hammarberg_index",
+            "slope_0_500",
+            "slope_500_1500",
+            "spectral_flux",
+        )
+        rows = {name: egemaps[:, i] for i, name in enumerate(names)}
+        for k in range(4):
+            rows[f"mfcc{k + 1}"] = egemaps[:, 6 + k]
+        freqs = stage.freqs.to(x.dtype)
+        centroid = spectral_centroid(mag, freqs)
+        rows["spectral_centroid"] = centroid
+        rows["spectral_bandwidth"] = spectral_bandwidth(mag, freqs, 2.0, centroid)
+        rows["spectral_rolloff"] = spectral_rolloff(mag, freqs, 0.85)
+        rows["spectral_flatness"] = spectral_flatness(mag)
+        rows["spectral_entropy"] = spectral_entropy(mag)
+        rows["intensity_dB"] = (10.0 / math.log(10.0)) * safe_log(frames.square().mean(dim=-1), 1e-10)
+        negative = (frames < 0) & (frames.abs() > 1e-10)
+        rows["zcr"] = (negative[..., 1:] != negative[..., :-1]).sum(dim=-1).to(x.dtype) / win
+        return rows
+
+    def extra_repr(self) -> str:
+        shown = "all" if self.features == list(VOICE_FEATURES) else self.features
+        return (
+            f"sample_rate={self.sample_rate}, features={shown}, time_step={self.time_step:g}, "
+            f"floor={self.floor:g}, ceiling={self.ceiling:g}, max_formant={self.max_formant:g}, "
+            f"perturbation_window={self.perturbation_window:g}, strategy={self.strategy!r}"
+        )

@@ -1,0 +1,473 @@
+"""Formants by Praat's Burg method (``Sound: To Formant (burg)``), batched over items and frames.
+
+Praat's steps, each on the whole batch: resample to twice the maximum formant frequency (Praat's own
+resampler: an FFT low-pass per item, then depth-50 sinc interpolation), pre-emphasis ``y[n] = x[n] - exp(-2 pi F dt) x[n - 1]`` from ``preemphasis_from`` Hz, Gaussian
+windows of twice ``window_length`` seconds, Burg LPC of order ``2 * max_formants``, roots of the
+prediction polynomial (eigenvalues of its companion matrix) reflected into the unit circle, and every
+root above the real axis with a frequency between ``safety_margin`` and ``Nyquist - safety_margin`` Hz a
+formant: frequency ``|arg z| fs / (2 pi)``, bandwidth ``-ln|z| fs / pi``, sorted by frequency.
+
+A frame with fewer formants than asked leaves the missing ones at 0 Hz with ``present = False`` (Praat:
+undefined). Items shorter than one window have no frames (Praat analyses such a sound as one frame the
+length of the sound).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
+from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.lpc import lpc_burg
+from mmtorch.masks import full_lengths, lengths_to_mask
+
+__all__ = ["FormantTrack", "Formants", "formants_at", "formants_burg", "resample_like_praat"]
+
+
+class FormantTrack(NamedTuple):
+    """Formants per frame.
+
+    Attributes:
+        frequency: ``(B, N, K)`` Hz, sorted; 0 where absent.
+        bandwidth: ``(B, N, K)`` Hz; 0 where absent.
+        present: ``(B, N, K)`` bool.
+        times: ``(B, N)`` float64 frame centres in seconds.
+        lengths: int64 ``(B,)`` frames per item.
+    """
+
+    frequency: Tensor
+    bandwidth: Tensor
+    present: Tensor
+    times: Tensor
+    lengths: Tensor
+
+
+def _lowpass_like_praat(x: Tensor, lengths: Tensor, upfactor: float) -> Tensor:
+    """Praat's anti-aliasing filter in ``Sound_resample``: each item zero-padded by 1000 samples on both
+    sides to a power of two, FFT, every component from ``upfactor * nfft`` (in Praat's packed real-FFT
+    layout) and the Nyquist component zeroed, inverse FFT. Items are grouped by their FFT size, which
+    depends on their own length only."""
+    out = torch.zeros_like(x)
+    sizes = 1 << torch.ceil(torch.log2((lengths + 2000).to(torch.float64))).to(torch.int64)
+    for nfft in sorted(set(sizes.tolist())):
+        rows = (sizes == nfft).nonzero(as_tuple=True)[0]
+        n = x.shape[1]
+        data = x.new_zeros(rows.shape[0], nfft)
+        width = min(n, nfft - 1000)
+        data[:, 1000 : 1000 + width] = x[rows, :width]
+        spectrum = torch.fft.rfft(data)
+        cut = math.floor(upfactor * nfft)  # first zeroed index of the packed layout (1-based)
+        k = torch.arange(spectrum.shape[1], device=x.device)
+        keep_re = (2 * k + 1 < cut) | (k == 0)
+        keep_im = (2 * k + 2 < cut) | (k == 0)
+        spectrum = torch.complex(spectrum.real * keep_re, spectrum.imag * keep_im)
+        spectrum[:, -1] = 0  # Nyquist
+        filtered = torch.fft.irfft(spectrum, nfft)[:, 1000 : 1000 + width]
+        out[rows, :width] = filtered
+    return out
+
+
+def _interpolate_like_praat(x: Tensor, lengths: Tensor, rows: Tensor, position: Tensor, depth: int) -> Tensor:
+    """Praat's ``NUM_interpolate_sinc`` of items ``rows`` (``(P,)``) at real 1-based ``position`` (``(P,)``):
+    constant beyond the ends, a raised-cosine windowed sinc of up to ``depth`` samples a side (cut to the
+    samples available), cubic / linear / nearest when fewer than 3 remain."""
+    n = lengths[rows]
+    mid_l = torch.floor(position).to(torch.int64)
+    frac = position - mid_l.to(position.dtype)
+    d = torch.minimum(torch.minimum(mid_l, n - mid_l), torch.full_like(mid_l, depth))
+    k = torch.arange(1 - depth, depth + 1, device=x.device)  # taps mid_l + k (1-based)
+    width = x.shape[1]
+
+    def sample(index: Tensor) -> Tensor:  # 1-based, clamped
+        base = rows * width if index.dim() == 1 else (rows * width)[:, None]
+        return x.reshape(-1)[(index - 1).clamp(0, max(width - 1, 0)) + base]
+
+    values = sample(mid_l[:, None] + k)
+    inside = (k >= 1 - d[:, None]) & (k <= d[:, None])
+    f = frac[:, None]
+    a = math.pi * (f - k.to(x.dtype))
+    dd = d.to(x.dtype)[:, None]
+    half_width = torch.where(k <= 0, f + dd, dd + 1.0 - f)
+    sign = 1.0 - 2.0 * (k.remainder(2)).to(x.dtype)
+    # sin(pi (x - tap)) = (-1)^k sin(pi frac) left of the point and (-1)^k sin(pi (1 - frac)) right of it:
+    # each side from its own small argument, as Praat does (sin(pi frac) loses digits as frac -> 1).
+    sine = torch.where(k <= 0, torch.sin(math.pi * f), torch.sin(math.pi * (1.0 - f)))
+    weight = sine * sign / torch.where(a == 0, 1.0, a) * (0.5 + 0.5 * torch.cos(a / half_width))
+    out = (torch.where(inside, weight, 0.0) * values).sum(dim=-1)
+    yl, yr = sample(mid_l), sample(mid_l + 1)
+    dyl = 0.5 * (yr - sample(mid_l - 1))
+    dyr = 0.5 * (sample(mid_l + 2) - yl)
+    fir = 1.0 - frac
+    cubic = (
+        yl * fir + yr * frac - frac * fir * (0.5 * (dyr - dyl) + (frac - 0.5) * (dyl + dyr - 2.0 * (yr - yl)))
+    )
+    linear = yl + frac * (yr - yl)
+    nearest = torch.where(frac < 0.5, yl, yr)
+    out = torch.where(d >= 3, out, torch.where(d == 2, cubic, torch.where(d == 1, linear, nearest)))
+    out = torch.where(frac == 0, yl, out)
+    out = torch.where(position < 1, sample(torch.ones_like(mid_l)), out)
+    return torch.where(position > n.to(position.dtype), sample(n), out)
+
+
+def _sinc_weights(frac: Tensor, depth: int) -> Tensor:
+    """Praat's windowed-sinc weights of the taps ``floor(x) + k``, ``k = 1 - depth .. depth``, at a point
+    ``frac`` past ``floor(x)`` with the full ``depth`` available on both sides. ``(..., 2 depth)``."""
+    k = torch.arange(1 - depth, depth + 1, device=frac.device)
+    f = frac[..., None]
+    a = math.pi * (f - k.to(frac.dtype))
+    sign = 1.0 - 2.0 * (k.remainder(2)).to(frac.dtype)
+    sine = torch.where(k <= 0, torch.sin(math.pi * f), torch.sin(math.pi * (1.0 - f)))
+    half_width = torch.where(k <= 0, f + depth, depth + 1.0 - f)
+    weight = sine * sign / torch.where(a == 0, 1.0, a) * (0.5 + 0.5 * torch.cos(a / half_width))
+    return torch.where(f == 0, (k == 0).to(frac.dtype), weight)
+
+
+def _polyphase_like_praat(
+    x: Tensor,
+    lengths: Tensor,
+    start: Tensor,
+    new_lengths: Tensor,
+    rate: float,
+    new_rate: float,
+    size: int,
+    depth: int,
+) -> Tensor:
+    """Depth-``depth`` sinc interpolation of each item at positions ``start + k * rate / new_rate`` (1-based),
+    as polyphase filtering: with ``rate / new_rate = a / b`` in lowest terms the fractional positions repeat
+    every ``b`` outputs, so ``b`` weight vectors per item serve all outputs (one batched matmul). Outputs
+    near the ends, where Praat cuts the depth, are computed point by point."""
+    old_i, new_i = round(rate), round(new_rate)
+    g = math.gcd(old_i, new_i)
+    a, b = old_i // g, new_i // g
+    batch, time = x.shape
+    phases = torch.arange(b, dtype=torch.float64, device=x.device)
+    first = start[:, None] + phases * (a / b)  # (B, b) positions of outputs 0 .. b - 1
+    mid = torch.floor(first)
+    frac = first - mid
+    mid = mid.to(torch.int64)
+    offset = mid - mid[:, :1]  # in [0, a]
+    length = 2 * depth + a + 1
+    weights = _sinc_weights(frac, depth)  # (B, b, 2D)
+    kernel = x.new_zeros(batch, b, length)
+    cols = offset[..., None] + torch.arange(2 * depth, device=x.device)
+    kernel.scatter_(2, cols, weights)
+    periods = -(-size // b)
+    # window m starts at the tap 1 - depth of output m * b: 0-based sample mid[:, 0] - depth + m * a
+    base = mid[:, 0] - depth
+    reach = int((base.min().clamp(max=0)).neg()) if batch else 0
+    right = max(0, periods * a + length + int(base.max()) - time) if batch else 0
+    padded = torch.nn.functional.pad(x, (reach, right))
+    shift = base + reach
+    index = shift[:, None] + torch.arange(periods * a + length, device=x.device)
+    strip = padded.gather(1, index.clamp(max=padded.shape[1] - 1))
+    windows = strip.unfold(1, length, a)[:, :periods]  # (B, periods, length)
+    out = torch.bmm(windows, kernel.transpose(1, 2)).reshape(batch, periods * b)[:, :size]
+    # Exact treatment where the depth is cut (within `depth` samples of an item's ends) or beyond the ends.
+    k = torch.arange(size, dtype=torch.float64, device=x.device)
+    position = start[:, None] + k * (a / b)
+    near_edge = (position < depth + 1) | (position > lengths[:, None].to(position.dtype) - depth)
+    near_edge = near_edge & lengths_to_mask(new_lengths, size)
+    rows, cols_ = near_edge.nonzero(as_tuple=True)
+    if rows.numel():
+        out[rows, cols_] = _interpolate_like_praat(x, lengths, rows, position[rows, cols_], depth)
+    return out
+
+
+def resample_like_praat(
+    x: Tensor, lengths: Tensor, sample_rate: float, new_rate: float
+) -> tuple[Tensor, Tensor]:
+    """Praat's ``Sound_resample`` (precision 50) on a padded batch: for downsampling, the FFT low-pass of
+    :func:`_lowpass_like_praat`; then each new sample (``round(L * new / old)`` of them, centred on the item
+    as Praat places them) by depth-50 sinc interpolation. Reproduces Praat to ~1e-13.
+
+    Returns:
+        ``(B, T')`` and the new int64 lengths.
+    """
+    new_lengths = _resampled_lengths(lengths, sample_rate, new_rate)
+    x = torch.where(lengths_to_mask(lengths, x.shape[1]), x, 0.0)
+    if float(new_rate) == float(sample_rate):
+        return x, lengths
+    upfactor = new_rate / sample_rate
+    if abs(upfactor - 2.0) < 1e-6:
+        raise ValueError("Formants: upsampling by exactly 2 is not supported; use another maximum formant")
+    size = math.floor(x.shape[1] * upfactor + 0.5)
+    if not x.numel() or size == 0:
+        return x.new_zeros(x.shape[0], size), new_lengths
+    if upfactor < 1.0:
+        x = _lowpass_like_praat(x, lengths, upfactor)
+    duration = lengths.to(torch.float64) / sample_rate
+    first = 0.5 * (duration - (new_lengths.to(torch.float64) - 1) / new_rate)  # Praat's x1 of the result
+    start = (first - 0.5 / sample_rate) * sample_rate + 1.0  # 1-based position of new sample 0
+    y = _polyphase_like_praat(x, lengths, start, new_lengths, sample_rate, new_rate, size, 50)
+    return torch.where(lengths_to_mask(new_lengths, size), y, 0.0), new_lengths
+
+
+def _resampled_lengths(lengths: Tensor, sample_rate: float, rate: float) -> Tensor:
+    if rate == sample_rate:
+        return lengths
+    return torch.floor(lengths.to(torch.float64) * (rate / sample_rate) + 0.5).to(torch.int64)
+
+
+def formant_frame_grid(
+    lengths: Tensor, sample_rate: float, rate: float, window: float, time_step: float
+) -> tuple[Tensor, Tensor]:
+    """Praat's formant frames, laid out on the resampled sound (``rate`` Hz, ``round(L * rate / sr)``
+    samples, its first sample at ``0.5 * (duration - (n - 1) / rate)``): ``1 + floor((n / rate - window) /
+    time_step)`` centred frames, 0 when the item is shorter than the window.
+
+    Returns:
+        int64 ``(B,)`` counts and float64 ``(B,)`` first-frame times in seconds of the original sound.
+    """
+    n = _resampled_lengths(lengths, sample_rate, rate)
+    dx = 1.0 / rate
+    physical = n.to(torch.float64) * dx
+    count = 1 + torch.floor((physical - window) / time_step).to(torch.int64)
+    count = torch.where(physical >= window, count, torch.zeros_like(count))
+    duration = lengths.to(torch.float64) / sample_rate
+    x1 = (
+        0.5 * (duration - (n.to(torch.float64) - 1) / rate)
+        if rate != sample_rate
+        else torch.full_like(duration, 0.5 * dx)
+    )
+    t1 = x1 + 0.5 * (physical - dx - (count - 1).to(torch.float64) * time_step)
+    return count, t1
+
+
+def formants_at(
+    y: Tensor,
+    lengths: Tensor,
+    rate: float,
+    times: Tensor,
+    n_poles: int,
+    window_length: float,
+    safety_margin: float,
+    n_formants: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Burg formants of a pre-emphasized signal at the given frame times.
+
+    Args:
+        y: ``(B, T)`` pre-emphasized samples at ``rate`` Hz.
+        lengths: int64 ``(B,)``.
+        rate: sample rate of ``y``.
+        times: ``(B, N)`` float64 frame centres in seconds (sample ``k`` at ``(k + 0.5) / rate`` relative to
+            the item's start, Praat's convention for a resampled sound is used by the caller).
+        n_poles: LPC order.
+        window_length: half the Gaussian window's duration, seconds (Praat's "window length").
+        safety_margin: Hz kept clear of 0 and Nyquist.
+        n_formants: how many formants to report.
+
+    Returns:
+        frequency, bandwidth and present, each ``(B, N, n_formants)``.
+    """
+    dx = 1.0 / rate
+    nsamp_window = math.floor(2.0 * window_length / dx)
+    half = nsamp_window // 2
+    if nsamp_window < n_poles + 1:
+        raise ValueError("Formants: window too short for the number of poles")
+    batch, n_frames = times.shape
+    x1 = 0.5 * dx
+    left = torch.floor((times - x1) / dx + 1.0).to(torch.int64) - 1  # Sampled_xToLowIndex, 0-based
+    start = left + 1 - half
+    frames = gather_windows(y, lengths, start, 2 * half)
+    i = torch.arange(1, 2 * half + 1, dtype=torch.float64, device=y.device)
+    imid = 0.5 * (nsamp_window + 1)
+    edge = math.exp(-12.0)
+    window = (torch.exp(-48.0 * (i - imid).square() / (nsamp_window + 1) ** 2) - edge) / (1.0 - edge)
+    nonsilent = (
+        frames.abs().amax(dim=-1) > 0 if frames.shape[-1] else torch.zeros_like(times, dtype=torch.bool)
+    )
+    a, _ = lpc_burg(frames * window, n_poles)  # (B, N, p)
+    # Companion matrix of z^p - a_1 z^(p-1) - ... - a_p: its eigenvalues are the poles.
+    m = a.reshape(-1, n_poles)
+    companion = m.new_zeros(m.shape[0], n_poles, n_poles)
+    companion[:, 0, :] = m
+    if n_poles > 1:
+        companion[:, 1:, :-1] = torch.eye(n_poles - 1, dtype=m.dtype, device=m.device)
+    roots = (
+        torch.linalg.eigvals(companion)
+        if m.shape[0]
+        else companion.new_zeros(0, n_poles, dtype=torch.complex128)
+    )
+    radius = roots.abs()
+    roots = torch.where(radius > 1.0, 1.0 / roots.conj(), roots)  # Roots_fixIntoUnitCircle
+    nyquist = 0.5 * rate
+    freq = roots.angle().abs() * (nyquist / math.pi)
+    bandwidth = -torch.log(roots.abs().clamp(min=1e-300)) * (rate / math.pi)
+    keep = (roots.imag >= 0) & (freq >= safety_margin) & (freq <= nyquist - safety_margin)
+    keep = keep & nonsilent.reshape(-1, 1)
+    freq = torch.where(keep, freq, math.inf)
+    freq, order = freq.sort(dim=1)
+    bandwidth = bandwidth.gather(1, order)
+    keep = keep.gather(1, order)
+    k = min(n_formants, n_poles)
+    freq, bandwidth, keep = freq[:, :k], bandwidth[:, :k], keep[:, :k]
+    if k < n_formants:
+        pad = (0, n_formants - k)
+        freq = torch.nn.functional.pad(freq, pad, value=math.inf)
+        bandwidth = torch.nn.functional.pad(bandwidth, pad)
+        keep = torch.nn.functional.pad(keep, pad)
+    shape = (batch, n_frames, n_formants)
+    return (
+        torch.where(keep, freq, 0.0).reshape(shape),
+        torch.where(keep, bandwidth, 0.0).reshape(shape),
+        keep.reshape(shape),
+    )
+
+
+def preemphasize(y: Tensor, rate: float, from_hz: float) -> Tensor:
+    """Praat's ``Sound_preEmphasis``: ``y[n] - exp(-2 pi from_hz / rate) y[n - 1]``, the first sample kept."""
+    alpha = math.exp(-2.0 * math.pi * from_hz / rate)
+    return torch.cat((y[:, :1], y[:, 1:] - alpha * y[:, :-1]), dim=1)
+
+
+def formants_burg(
+    x: Tensor,
+    lengths: Tensor | None,
+    sample_rate: float,
+    time_step: float = 0.0,
+    max_formants: float = 5.0,
+    max_frequency: float = 5500.0,
+    window_length: float = 0.025,
+    preemphasis_from: float = 50.0,
+    n_formants: int = 3,
+    safety_margin: float = 50.0,
+    times: Tensor | None = None,
+) -> FormantTrack:
+    """Formants of every item by Praat's ``To Formant (burg)`` (Praat's defaults; ``time_step=0`` is
+    ``window_length / 4``). Computed in float64.
+
+    Args:
+        x: ``(B, T)`` prepared waveforms; lengths int64 ``(B,)`` or ``None``.
+        sample_rate: Hz.
+        n_formants: formants reported per frame (F1..Fn).
+        times: optional ``(B, N)`` frame centres in seconds to analyse instead of Praat's own grid (e.g.
+            a pitch track's frames); frames reaching past an item's ends see zeros there.
+
+    Returns:
+        :class:`FormantTrack`.
+    """
+    if max_frequency <= 0 or window_length <= 0 or max_formants <= 0:
+        raise ValueError("Formants: max_frequency, window_length and max_formants must be positive")
+    lengths = full_lengths(x) if lengths is None else lengths
+    x = x.to(torch.float64)
+    n_poles = round(2.0 * max_formants)
+    rate = 2.0 * max_frequency
+    if abs(rate / sample_rate - 1.0) < 1e-12:
+        rate = float(sample_rate)
+    y, new_lengths = resample_like_praat(x, lengths, sample_rate, rate)
+    y = torch.where(lengths_to_mask(new_lengths, y.shape[1]), preemphasize(y, rate, preemphasis_from), 0.0)
+    if times is None:
+        step = time_step if time_step > 0 else window_length / 4.0
+        counts, t1 = formant_frame_grid(lengths, sample_rate, rate, 2.0 * window_length, step)
+        full = lengths.new_tensor([x.shape[1]])
+        n_max = int(formant_frame_grid(full, sample_rate, rate, 2.0 * window_length, step)[0][0])
+        grid = t1[:, None] + torch.arange(n_max, dtype=torch.float64, device=x.device) * step
+    else:
+        counts = torch.full_like(lengths, times.shape[1])
+        n_max = times.shape[1]
+        grid = times.to(torch.float64)
+    # Praat's resampled sound has its first sample at 0.5 * (duration - (n - 1) / rate); express the frame
+    # times relative to a first sample at 0.5 / rate, the convention of formants_at.
+    duration = lengths.to(torch.float64) / sample_rate
+    if rate != sample_rate:
+        x1 = 0.5 * (duration - (new_lengths.to(torch.float64) - 1) / rate)
+    else:
+        x1 = torch.full_like(duration, 0.5 / rate)
+    local = grid - (x1 - 0.5 / rate)[:, None]
+    freq, bandwidth, present = formants_at(
+        y, new_lengths, rate, local, n_poles, window_length, safety_margin, n_formants
+    )
+    valid = lengths_to_mask(counts, n_max)[..., None]
+    return FormantTrack(
+        torch.where(valid, freq, 0.0),
+        torch.where(valid, bandwidth, 0.0),
+        present & valid,
+        torch.where(valid[..., 0], grid, 0.0),
+        counts,
+    )
+
+
+class Formants(Stage):
+    """Formant frequencies and bandwidths by Praat's Burg method, as a stage.
+
+    Output rows: ``F1_Hz, F1_bandwidth_Hz, F2_Hz, ...`` for ``n_formants`` formants, 0 where a frame has
+    no such formant. Frames are Praat's (``time_step`` apart, default ``window_length / 4``, centred in the
+    item, ``2 * window_length`` long). Not differentiable as a whole (roots are sorted and filtered).
+
+    Shape:
+        ``(B, T)`` → ``(B, 2 * n_formants, N)``.
+    """
+
+    input_kind = "waveform"
+
+    def __init__(
+        self,
+        sample_rate: float = 16000,
+        time_step: float = 0.0,
+        max_formants: float = 5.0,
+        max_frequency: float = 5500.0,
+        window_length: float = 0.025,
+        preemphasis_from: float = 50.0,
+        n_formants: int = 3,
+    ) -> None:
+        super().__init__()
+        if max_frequency <= 0 or window_length <= 0 or max_formants <= 0 or n_formants < 1:
+            raise ValueError(
+                "Formants: max_frequency, window_length, max_formants and n_formants must be positive"
+            )
+        self.sample_rate = float(sample_rate)
+        self.time_step = float(time_step) if time_step > 0 else window_length / 4.0
+        self.max_formants = float(max_formants)
+        self.max_frequency = float(max_frequency)
+        self.window_length = float(window_length)
+        self.preemphasis_from = float(preemphasis_from)
+        self.n_formants = int(n_formants)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [name for k in range(1, self.n_formants + 1) for name in (f"F{k}_Hz", f"F{k}_bandwidth_Hz")]
+
+    @property
+    def rate(self) -> float:
+        rate = 2.0 * self.max_frequency
+        return self.sample_rate if abs(rate / self.sample_rate - 1.0) < 1e-12 else rate
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return formant_frame_grid(
+            lengths, self.sample_rate, self.rate, 2.0 * self.window_length, self.time_step
+        )[0]
+
+    def track(self, x: Tensor, lengths: Tensor | None = None) -> FormantTrack:
+        """The full :class:`FormantTrack`."""
+        x, lengths = prepare_waveform(x, lengths, "Formants")
+        return self._track(x, lengths)
+
+    def _track(self, x: Tensor, lengths: Tensor | None) -> FormantTrack:
+        return formants_burg(
+            x,
+            lengths,
+            self.sample_rate,
+            self.time_step,
+            self.max_formants,
+            self.max_frequency,
+            self.window_length,
+            self.preemphasis_from,
+            self.n_formants,
+        )
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x, lengths = prepare_waveform(x, lengths, "Formants")
+        track = self._track(x, lengths)
+        y = torch.stack((track.frequency, track.bandwidth), dim=-1).flatten(2).transpose(1, 2)
+        return zero_padding(y.to(x.dtype), track.lengths), track.lengths
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate:g}, time_step={self.time_step:g}, max_formants={self.max_formants:g}, "
+            f"max_frequency={self.max_frequency:g}, window_length={self.window_length:g}, "
+            f"preemphasis_from={self.preemphasis_from:g}, n_formants={self.n_formants}"
+        )

@@ -1,0 +1,129 @@
+"""Framing a padded waveform batch at each item's own edges, and safe elementwise helpers.
+
+Every voice descriptor frames the signal differently (librosa's centred frames with constant or edge
+padding, openSMILE's left-aligned frames, Praat's frames centred on analysis times), but all of them must
+see each item's true ends, never the batch padding. The helpers here build those frames by index maps on
+the padded batch, so the valid part of an item's output never depends on the padding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mmtorch.audio.stft import pad_edges
+from mmtorch.masks import lengths_to_mask
+
+__all__ = [
+    "centred_frames",
+    "gather_row_windows",
+    "gather_windows",
+    "pad_signal",
+    "safe_log",
+    "safe_sqrt",
+    "valid_frames",
+]
+
+_MODES = ("constant", "edge", "reflect", "symmetric")
+
+
+def pad_signal(x: Tensor, lengths: Tensor, left: int, right: int, mode: str, size: int) -> Tensor:
+    """Pad each item at its own ends: ``left`` samples before sample 0 and ``right`` after its last one.
+
+    Position ``e`` of the result holds the item's sample ``e - left``; beyond ``lengths[b] + right`` it is 0.
+
+    Args:
+        x: ``(B, T)`` padded waveforms.
+        lengths: int64 ``(B,)`` valid samples.
+        left, right: pad widths in samples.
+        mode: ``"constant"`` (zeros), ``"edge"`` (repeat the end samples, numpy ``edge``), ``"reflect"``
+            or ``"symmetric"`` (numpy's, repeated periodically for pads longer than the item).
+        size: output length, at least ``left + T + right``.
+
+    Returns:
+        ``(B, size)``.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"unknown pad mode {mode!r}; expected one of {_MODES}")
+    if mode != "edge":
+        return pad_edges(x, lengths, left, right, mode, size)
+    batch, time = x.shape
+    out = x.new_zeros(batch, size)
+    if time == 0 or batch == 0:
+        return out
+    pos = torch.arange(size, device=x.device) - left
+    src = torch.minimum(pos.clamp(min=0)[None, :], (lengths - 1).clamp(min=0)[:, None])
+    values = x.gather(1, src.clamp(max=time - 1))
+    keep = (pos[None, :] < lengths[:, None] + right) & (lengths[:, None] > 0)
+    return torch.where(keep, values, values.new_zeros(()))
+
+
+def centred_frames(
+    x: Tensor, lengths: Tensor, frame_length: int, hop_length: int, mode: str, n_frames: int
+) -> Tensor:
+    """``n_frames`` frames of ``frame_length`` samples, frame ``i`` centred on sample ``i * hop_length``.
+
+    The signal is padded by ``frame_length // 2`` at each item's own ends with ``mode`` (librosa's
+    ``center=True`` framing). Returns a strided view ``(B, n_frames, frame_length)``.
+    """
+    half = frame_length // 2
+    size = max(x.shape[-1] + 2 * half, (n_frames - 1) * hop_length + frame_length if n_frames else 0)
+    padded = pad_signal(x, lengths, half, half, mode, size)
+    return padded.unfold(1, frame_length, hop_length)[:, :n_frames]
+
+
+def gather_windows(x: Tensor, lengths: Tensor, starts: Tensor, size: int) -> Tensor:
+    """Windows ``x[b, starts[b, i] : starts[b, i] + size]`` with zeros outside the item's valid samples.
+
+    Args:
+        x: ``(B, T)``.
+        lengths: int64 ``(B,)``.
+        starts: int64 ``(B, N)`` first sample of each window (may be negative or past the end).
+        size: window length.
+
+    Returns:
+        ``(B, N, size)``.
+    """
+    batch, time = x.shape
+    idx = starts[:, :, None] + torch.arange(size, device=x.device)
+    inside = (idx >= 0) & (idx < lengths[:, None, None])
+    if time == 0 or idx.numel() == 0:
+        return x.new_zeros(*idx.shape)
+    flat = x.gather(1, idx.clamp(0, time - 1).reshape(batch, -1)).reshape(idx.shape)
+    return torch.where(inside, flat, flat.new_zeros(()))
+
+
+def gather_row_windows(x: Tensor, lengths: Tensor, rows: Tensor, starts: Tensor, size: int) -> Tensor:
+    """Windows ``x[rows[q], starts[q] : starts[q] + size]`` with zeros outside that item's valid samples,
+    without copying whole rows (``gather_windows(x[rows], ...)`` would copy one item per query).
+
+    Args:
+        x: ``(B, T)``; lengths: int64 ``(B,)``.
+        rows: int64 ``(Q,)``; starts: int64 ``(Q,)``.
+
+    Returns:
+        ``(Q, size)``.
+    """
+    time = x.shape[1]
+    idx = starts[:, None] + torch.arange(size, device=x.device)
+    inside = (idx >= 0) & (idx < lengths[rows][:, None])
+    if time == 0 or idx.numel() == 0:
+        return x.new_zeros(*idx.shape)
+    flat = x.reshape(-1)[idx.clamp(0, time - 1) + (rows * time)[:, None]]
+    return torch.where(inside, flat, flat.new_zeros(()))
+
+
+def safe_sqrt(x: Tensor) -> Tensor:
+    """``sqrt(x)`` for ``x > 0``, else 0, with finite gradients everywhere (0 where ``x <= 0``)."""
+    positive = x > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), x.new_zeros(()))
+
+
+def safe_log(x: Tensor, floor: float) -> Tensor:
+    """``ln(max(x, floor))`` with the gradient of the clamp (0 below the floor)."""
+    return torch.log(torch.clamp(x, min=floor))
+
+
+def valid_frames(lengths: Tensor, n_frames: int) -> Tensor:
+    """``(B, 1, N)`` mask of valid frames for broadcasting over features."""
+    return lengths_to_mask(lengths, n_frames)[:, None, :]

@@ -1,0 +1,326 @@
+"""Harmonics-to-noise ratio by Praat's cross-correlation method (``Sound: To Harmonicity (cc)``), batched.
+
+Praat runs its pitch analysis with forward cross-correlation (``Sound_to_Pitch_cc`` with "very accurate"
+sinc refinement), no voicing threshold and no path costs, and turns the winning candidate's correlation
+``r`` into ``10 log10(r / (1 - r))`` dB (Boersma 1993). With every cost 0 the path finder reduces to a
+per-frame choice: a frame is voiced when its best refined correlation beats the silence criterion
+``max(0, 2 - intensity / silence_threshold)``.
+
+Per frame: ``1 / floor + periods / floor`` seconds of signal centred on the frame time, the local mean (one
+longest period to each side) removed; the correlation at lag ``i`` is that of the first ``periods / floor``
+seconds with the same span shifted by ``i`` samples, normalized by both energies (computed by FFT here).
+
+Unvoiced frames are -200 dB in Praat; here they carry a ``voiced = False`` flag and the value
+``unvoiced_value`` (default -200, Praat's). ``Get mean`` (:func:`harmonicity_mean`) skips them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
+from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.pitch import (
+    _global_peak,
+    _Grid,
+    _grid,
+    _local_mean,
+    coarse_maxima,
+    polish_maxima,
+    praat_frame_grid,
+    sinc_interpolate,
+)
+from mmtorch.masks import full_lengths, lengths_to_mask
+
+__all__ = ["Harmonicity", "HarmonicityTrack", "harmonicity_cc", "harmonicity_mean"]
+
+
+class HarmonicityTrack(NamedTuple):
+    """HNR per frame.
+
+    Attributes:
+        hnr: ``(B, N)`` dB; ``unvoiced_value`` where unvoiced and 0 past each item's frames.
+        voiced: ``(B, N)`` bool.
+        times: ``(B, N)`` float64 frame centres in seconds.
+        lengths: int64 ``(B,)`` frames per item.
+    """
+
+    hnr: Tensor
+    voiced: Tensor
+    times: Tensor
+    lengths: Tensor
+
+
+def _window_samples(sample_rate: float, floor: float, periods: float) -> tuple[int, int, int]:
+    dx = 1.0 / sample_rate
+    nsamp_period = math.floor(1.0 / dx / floor)
+    half_window = math.floor((periods / floor) / dx) // 2 - 1
+    if half_window < 2:
+        raise ValueError("Harmonicity: analysis window too short for this sample rate and pitch floor")
+    return nsamp_period, half_window, 2 * half_window
+
+
+def _reflect(value: Tensor) -> Tensor:
+    """Praat's treatment of interpolated correlations above 1 (from short windows): ``1 / r``."""
+    return torch.where(value > 1.0, 1.0 / value, value)
+
+
+def _frame_max(rows: Tensor, value: Tensor, n_rows: int) -> Tensor:
+    """Per-frame maximum of ``value`` (``rows`` names the frame), -inf for frames with no entry."""
+    out = torch.full((n_rows,), -math.inf, dtype=value.dtype, device=value.device)
+    return out.scatter_reduce(0, rows, value, "amax")
+
+
+def _rank(rows: Tensor, score: Tensor) -> Tensor:
+    """Rank of each entry within its frame by descending ``score`` (0 = best; ``rows`` names the frame)."""
+    order = torch.sort(score, descending=True, stable=True).indices
+    order = order[torch.sort(rows[order], stable=True).indices]  # by frame, best first (a lexsort)
+    sorted_rows = rows[order]
+    position = torch.arange(len(order), device=rows.device)
+    new_frame = torch.ones_like(sorted_rows, dtype=torch.bool)
+    new_frame[1:] = sorted_rows[1:] != sorted_rows[:-1]
+    rank = position - torch.cummax(torch.where(new_frame, position, 0), 0).values if len(order) else position
+    return torch.empty_like(rank).scatter_(0, order, rank)
+
+
+def _all_peaks(r: Tensor, last_lag: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Positive local maxima of ``r`` at lags ``2 .. last_lag - 1`` (Praat's candidates with a voicing
+    threshold of 0): flat indices of their frames, integer lags and parabolic lags, each ``(P,)``."""
+    i = torch.arange(2, last_lag, device=r.device)
+    mid, before, after = r[:, 2:last_lag], r[:, 1 : last_lag - 1], r[:, 3 : last_lag + 1]
+    is_peak = (mid > 0) & (mid > before) & (mid >= after)
+    rows, cols = is_peak.nonzero(as_tuple=True)
+    m, b, a = mid[rows, cols], before[rows, cols], after[rows, cols]
+    lag = i[cols].to(r.dtype)
+    return rows, lag, lag + 0.5 * (a - b) / (2.0 * m - b - a)
+
+
+def harmonicity_cc(
+    x: Tensor,
+    lengths: Tensor | None,
+    sample_rate: float,
+    time_step: float = 0.01,
+    floor: float = 75.0,
+    silence_threshold: float = 0.1,
+    periods_per_window: float = 1.0,
+    unvoiced_value: float = -200.0,
+    candidates: int = 6,
+    times: Tensor | None = None,
+) -> HarmonicityTrack:
+    """HNR of every item by Praat's ``To Harmonicity (cc)`` (Praat's defaults).
+
+    Computed in float64. Praat refines every peak of the correlation and keeps the best; here every peak
+    is screened on a coarse grid of a cheaper interpolation and only the ``candidates`` best are refined
+    (the winner after refinement is practically always among them).
+
+    Args:
+        x: ``(B, T)`` prepared waveforms.
+        lengths: int64 ``(B,)`` or ``None``.
+        sample_rate: Hz.
+        times: optional ``(B, N)`` frame centres in seconds (time 0 = start of the first sample) to analyse
+            instead of Praat's own grid, e.g. a pitch track's frames.
+
+    Returns:
+        :class:`HarmonicityTrack`.
+    """
+    if floor <= 0 or time_step <= 0 or periods_per_window <= 0:
+        raise ValueError("Harmonicity: time_step, floor and periods_per_window must be positive")
+    lengths = full_lengths(x) if lengths is None else lengths
+    x = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+    dx = 1.0 / sample_rate
+    nsamp_period, half_window, nsamp_window = _window_samples(sample_rate, floor, periods_per_window)
+    half_period = nsamp_period // 2 + 1
+    dt_window = periods_per_window / floor
+    span_duration = 1.0 / floor + dt_window
+    maximum_lag = min(math.floor(nsamp_window / periods_per_window) + 2, nsamp_window)
+    brent_ixmax = nsamp_window
+    if times is None:
+        full = lengths.new_tensor([x.shape[1]])
+        n_max = int(praat_frame_grid(full, sample_rate, span_duration, time_step)[0][0])
+        grid = _grid(lengths, sample_rate, span_duration, time_step, n_max)
+    else:
+        n_max = times.shape[1]
+        times = times.to(torch.float64)
+        left = torch.floor((times - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1
+        grid = _Grid(torch.full_like(lengths, n_max), times, left)
+    batch = x.shape[0]
+
+    cumsum = torch.nn.functional.pad(torch.cumsum(x, dim=1), (1, 0))
+    mean = _local_mean(cumsum, lengths, grid.left, nsamp_period)
+    frame = gather_windows(x, lengths, grid.left + 1 - half_window, nsamp_window) - mean[..., None]
+    lo = max(0, half_window - half_period)
+    hi = min(nsamp_window, half_window + half_period)
+    local_peak = frame[..., lo:hi].abs().amax(dim=-1) if n_max else frame.new_zeros(batch, 0)
+    global_peak, residue = _global_peak(x, lengths)
+    local_peak = torch.where(local_peak > residue[:, None], local_peak, 0.0)
+    intensity = torch.where(
+        local_peak > global_peak[:, None],
+        torch.ones_like(local_peak),
+        local_peak / torch.where(global_peak > 0, global_peak, 1.0)[:, None],
+    )
+
+    # Span of the correlation: from the analysis start time, maximum_lag + window samples, cut at the end.
+    start_time = grid.times - 0.5 * span_duration
+    start = (torch.floor((start_time - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1).clamp(min=0)
+    span_len = maximum_lag + nsamp_window
+    available = (lengths[:, None] - start).clamp(min=0, max=span_len)
+    max_lag_here = (available - nsamp_window).clamp(min=0)
+    span = gather_windows(x, lengths, start, span_len) - mean[..., None]
+    inside = torch.arange(span_len, device=x.device) < available[..., None]
+    span = torch.where(inside, span, 0.0)
+    head = span[..., :nsamp_window]
+    n_fft = 1 << math.ceil(math.log2(span_len + nsamp_window))
+    flat_head = head.reshape(-1, nsamp_window)
+    flat_span = span.reshape(-1, span_len)
+    if flat_span.shape[0]:
+        product = torch.fft.irfft(
+            torch.fft.rfft(flat_head, n_fft).conj() * torch.fft.rfft(flat_span, n_fft), n_fft
+        )[:, : brent_ixmax + 1]
+    else:
+        product = flat_span.new_zeros(0, brent_ixmax + 1)
+    squares = torch.nn.functional.pad(flat_span.square().cumsum(dim=1), (1, 0))
+    lags = torch.arange(brent_ixmax + 1, device=x.device)
+    sum_y2 = squares[:, nsamp_window + lags.clamp(max=span_len - nsamp_window)] - squares[:, lags]
+    sum_x2 = sum_y2[:, :1]
+    denominator = torch.sqrt(sum_x2 * sum_y2)
+    r = torch.where(denominator > 0, product / torch.where(denominator > 0, denominator, 1.0), 0.0)
+    r = torch.where(lags <= max_lag_here.reshape(-1, 1), r, 0.0)
+    r[:, 0] = 1.0
+
+    # Praat refines every peak (Brent on a depth-700 interpolation) and keeps the strongest. Here, in
+    # stages: (1) the depth-30 value at each parabolic peak (Praat's own first pass) keeps `candidates`
+    # peaks per frame; (2) a coarse grid on a depth-30 interpolation picks each one's hump and keeps half;
+    # (3) a depth-70 polish ranks those; (4) the best few are polished at full depth. Where every lag
+    # correlates almost perfectly (near-DC stretches) 1e-6 in r is worth decibels, so more candidates go
+    # on; peaks at the shortest lags always do, since between those few samples the interpolant can
+    # overshoot the discrete values a lot (white noise peaks near lag 2.4).
+    frame_ok = (local_peak.reshape(-1) > 0) & (sum_x2[:, 0] > 0) & (global_peak > 0).repeat_interleave(n_max)
+    # A frame is voiced when its best r (at most 1) beats max(0, 2 - intensity / silence): never when the
+    # intensity is at most the silence threshold, so quiet frames skip the search.
+    frame_ok = frame_ok & (intensity.reshape(-1) > silence_threshold)
+    rows, peak, start_lag = _all_peaks(r, min(maximum_lag, brent_ixmax))
+    keep = frame_ok[rows]
+    rows, peak, start_lag = rows[keep], peak[keep], start_lag[keep]
+    proxy = _reflect(
+        sinc_interpolate(r, rows, start_lag.clamp(0.0, float(brent_ixmax)), min(30, brent_ixmax))
+    )
+    near_one = _frame_max(rows, proxy, r.shape[0])[rows] > 0.999
+    keep = (_rank(rows, proxy) < torch.where(near_one, 8 * candidates, candidates)) | (peak <= 6)
+    rows, peak, start_lag = rows[keep], peak[keep], start_lag[keep]
+    x0, screen = coarse_maxima(r, rows, peak, start_lag, min(30, brent_ixmax))
+    screen = _reflect(screen)
+    near_one = _frame_max(rows, screen, r.shape[0])[rows] > 0.999
+    keep = _rank(rows, screen) < torch.where(near_one, 4 * candidates, (candidates + 1) // 2)
+    rows, peak, x0 = rows[keep], peak[keep], x0[keep]
+    x1, value = polish_maxima(r, rows, peak, x0, min(70, brent_ixmax))
+    value = _reflect(value)
+    # Keep every candidate whose r is within (1 - best r) of the frame's best (at least two, at most four).
+    best = _frame_max(rows, value, r.shape[0])[rows]
+    close = value >= best - torch.clamp(1.0 - best, min=2e-6)
+    rank = _rank(rows, torch.where(close, value + 2.0, value))
+    keep = (rank < 4) & (close | (rank < 2))
+    rows, peak = rows[keep], peak[keep]
+    lag, value = polish_maxima(r, rows, peak, x1[keep], brent_ixmax, steps=(5e-4,))
+    value = torch.where(value > 1.0, 1.0 / value, value)
+    # Only candidates below the Nyquist frequency count as voiced (Praat's ceiling is 0.5 / dx).
+    value = torch.where(sample_rate / lag < 0.5 * sample_rate, value, -math.inf)
+    best = torch.full((r.shape[0],), -math.inf, dtype=r.dtype, device=r.device)
+    best = best.scatter_reduce(0, rows, value, reduce="amax").view(batch, n_max)
+    has = torch.isfinite(best)
+    best = torch.where(has, best, 0.0)
+    unvoiced_strength = torch.clamp(2.0 - intensity / silence_threshold, min=0.0)
+    voiced = has & (best > unvoiced_strength) & lengths_to_mask(grid.counts, n_max)
+    hnr = 10.0 * torch.log10(best / (1.0 - best).clamp(min=1e-300))
+    hnr = torch.where(best <= 1e-15, -150.0, torch.where(best > 1.0 - 1e-15, 150.0, hnr))
+    hnr = torch.where(voiced, hnr, unvoiced_value)
+    valid = lengths_to_mask(grid.counts, n_max)
+    hnr = torch.where(valid, hnr, 0.0)
+    return HarmonicityTrack(hnr, voiced, torch.where(valid, grid.times, 0.0), grid.counts)
+
+
+def harmonicity_mean(track: HarmonicityTrack, empty_value: float = 0.0) -> Tensor:
+    """Praat's ``Get mean`` of a Harmonicity: the mean over voiced frames (``empty_value`` when an item
+    has none, where Praat says "undefined").
+
+    Returns:
+        ``(B,)``.
+    """
+    count = track.voiced.sum(dim=1)
+    total = torch.where(track.voiced, track.hnr, 0.0).sum(dim=1)
+    return torch.where(count > 0, total / count.clamp(min=1), empty_value)
+
+
+class Harmonicity(Stage):
+    """HNR in dB per frame by Praat's ``To Harmonicity (cc)``, as a stage.
+
+    Output rows: ``HNR_dB`` (``unvoiced_value`` where unvoiced; Praat's -200 by default) and ``voiced``
+    (1.0 / 0.0). Frames are Praat's: ``time_step`` apart, centred in each item, an analysis span of
+    ``(1 + periods_per_window) / floor`` seconds (26.7 ms at 75 Hz). Not differentiable.
+
+    Shape:
+        ``(B, T)`` → ``(B, 2, N)``.
+    """
+
+    input_kind = "waveform"
+
+    def __init__(
+        self,
+        sample_rate: float = 16000,
+        time_step: float = 0.01,
+        floor: float = 75.0,
+        silence_threshold: float = 0.1,
+        periods_per_window: float = 1.0,
+        unvoiced_value: float = -200.0,
+    ) -> None:
+        super().__init__()
+        if floor <= 0 or time_step <= 0 or periods_per_window <= 0:
+            raise ValueError("Harmonicity: time_step, floor and periods_per_window must be positive")
+        self.sample_rate = float(sample_rate)
+        self.time_step = float(time_step)
+        self.floor = float(floor)
+        self.silence_threshold = float(silence_threshold)
+        self.periods_per_window = float(periods_per_window)
+        self.unvoiced_value = float(unvoiced_value)
+        _window_samples(self.sample_rate, self.floor, self.periods_per_window)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return ["HNR_dB", "voiced"]
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        span = (1.0 + self.periods_per_window) / self.floor
+        return praat_frame_grid(lengths, self.sample_rate, span, self.time_step)[0]
+
+    def track(self, x: Tensor, lengths: Tensor | None = None) -> HarmonicityTrack:
+        """The full :class:`HarmonicityTrack`."""
+        x, lengths = prepare_waveform(x, lengths, "Harmonicity")
+        return self._track(x, lengths)
+
+    def _track(self, x: Tensor, lengths: Tensor | None) -> HarmonicityTrack:
+        return harmonicity_cc(
+            x,
+            lengths,
+            self.sample_rate,
+            self.time_step,
+            self.floor,
+            self.silence_threshold,
+            self.periods_per_window,
+            self.unvoiced_value,
+        )
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x, lengths = prepare_waveform(x, lengths, "Harmonicity")
+        track = self._track(x, lengths)
+        y = torch.stack((track.hnr, track.voiced.to(track.hnr.dtype)), dim=1).to(x.dtype)
+        return zero_padding(y, track.lengths), track.lengths
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate:g}, time_step={self.time_step:g}, floor={self.floor:g}, "
+            f"silence_threshold={self.silence_threshold:g}, periods_per_window={self.periods_per_window:g}, "
+            f"unvoiced_value={self.unvoiced_value:g}"
+        )

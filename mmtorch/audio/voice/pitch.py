@@ -1,0 +1,614 @@
+"""F0 by Praat's autocorrelation method (``Sound: To Pitch (ac)``), batched, with its path finder.
+
+The algorithm is Boersma (1993), as Praat implements it (``Sound_to_Pitch.cpp``, ``Pitch.cpp``); every
+step below runs on the whole batch at once, and only the path finder loops, over frames:
+
+1. Frames: ``n = floor((duration - window) / time_step) + 1`` frames centred in each item (Praat's
+   ``Sampled_shortTermAnalysis``), the window 3 periods of the pitch floor (40 ms at 75 Hz).
+2. Each frame: subtract the local mean (one longest period to each side), Hann window, autocorrelation by
+   FFT divided by the window's own autocorrelation. The frame's intensity is its central peak over the
+   item's global peak (``|x - mean|`` over the item's valid samples only).
+3. Candidates: local maxima of the normalized autocorrelation above ``voicing_threshold / 2``; the
+   strongest ``max_candidates - 1`` (strength plus an octave bonus) are kept, then refined by maximizing
+   the sinc-interpolated autocorrelation (depth 70).
+4. Path finder: Viterbi over candidates (the unvoiced candidate always present) with Praat's voicing,
+   silence, octave and octave-jump costs.
+
+Unvoiced frames have F0 = 0 and ``voiced = False``; nothing is NaN. An item shorter than one window has
+no frames (the stage contract's 0 frames; Praat refuses such a sound).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
+from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.masks import full_lengths, lengths_to_mask
+
+__all__ = ["Pitch", "PitchTrack", "pitch_ac", "praat_frame_grid"]
+
+
+class PitchTrack(NamedTuple):
+    """A pitch contour per item.
+
+    Attributes:
+        f0: ``(B, N)`` F0 in Hz, 0 where unvoiced and past each item's frames.
+        strength: ``(B, N)`` the chosen candidate's normalized correlation (0 where unvoiced).
+        voiced: ``(B, N)`` bool.
+        times: ``(B, N)`` float64 frame centres in seconds from the item's first sample's start.
+        lengths: int64 ``(B,)`` frames per item.
+        time_step: seconds between frames.
+    """
+
+    f0: Tensor
+    strength: Tensor
+    voiced: Tensor
+    times: Tensor
+    lengths: Tensor
+    time_step: float
+
+
+def praat_frame_grid(
+    lengths: Tensor, sample_rate: float, window: float, time_step: float
+) -> tuple[Tensor, Tensor]:
+    """Praat's ``Sampled_shortTermAnalysis``: as many frames as fit, centred in each item.
+
+    Frame ``i`` is at ``t1 + i * time_step`` seconds, where time 0 is the start of the first sample (Praat's
+    ``xmin``; sample ``k`` sits at ``(k + 0.5) / sample_rate``). Items shorter than ``window`` get 0 frames.
+
+    Returns:
+        int64 ``(B,)`` frame counts and float64 ``(B,)`` first-frame times, computed in float64 with
+        Praat's operation order so the frame counts agree exactly.
+    """
+    dx = 1.0 / sample_rate
+    duration = lengths.to(torch.float64) * dx
+    count = torch.floor((duration - window) / time_step).to(torch.int64) + 1
+    count = torch.where(duration >= window, count, torch.zeros_like(count))
+    x1 = 0.5 * dx
+    mid = x1 - 0.5 * dx + 0.5 * duration
+    t1 = mid - 0.5 * (count.to(torch.float64) * time_step) + 0.5 * time_step
+    return count, t1
+
+
+# Points per block in sinc_interpolate: its (points, 2 * depth) temporaries stay a few MB, small enough
+# for the allocator to reuse instead of mapping fresh pages for every operation (several times faster).
+_BLOCK_ELEMENTS = 1 << 18
+
+
+def sinc_interpolate(r: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:
+    """Praat's ``NUM_interpolate_sinc`` of symmetric sequences ``r[m, -R..R]`` given by ``r[m, 0..R]``.
+
+    A sinc with a raised-cosine window reaching to ``depth`` samples on each side, the depth cut to the
+    samples available before the end of the sequence (``R - floor(lag)``); below 3 Praat switches to
+    cubic, linear and nearest-sample interpolation, and so does this.
+
+    Args:
+        r: ``(M, R + 1)`` values at lags ``0..R``.
+        rows: int64 ``(P,)`` which sequence each point reads.
+        lag: ``(P,)`` real lags in ``[0, R]``.
+        depth: maximal number of samples used on each side.
+
+    Returns:
+        ``(P,)``.
+    """
+    block = max(1, _BLOCK_ELEMENTS // (2 * depth))
+    if lag.shape[0] > block:
+        return torch.cat(
+            [
+                _sinc_block(r, rows[i : i + block], lag[i : i + block], depth)
+                for i in range(0, lag.shape[0], block)
+            ]
+        )
+    return _sinc_block(r, rows, lag, depth)
+
+
+def _sinc_block(r: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:
+    big = r.shape[-1] - 1
+    base = torch.floor(lag)
+    frac = (lag - base)[:, None]
+    base_i = base.to(torch.int64)
+    eff = torch.clamp(big - base_i, max=depth)[:, None]  # samples available right of the point
+    effd = eff.to(lag.dtype)
+    k = torch.arange(1 - depth, depth + 1, device=r.device)
+    flat = r.reshape(-1)
+    index = (base_i[:, None] + k).abs().clamp(max=big) + (rows * (big + 1))[:, None]
+    values = flat[index] * ((k >= 1 - eff) & (k <= eff))  # (P, 2D), zero beyond the usable depth
+    kf = k.to(lag.dtype)
+    a = math.pi * (frac - kf)  # pi * (lag - tap)
+    # sin(pi (lag - tap)) = (-1)^k sin(pi frac) left of the point and (-1)^k sin(pi (1 - frac)) right of
+    # it: two sines per point, each from its own small argument as in Praat (sin(pi frac) loses digits as
+    # frac -> 1). At a sample (frac = 0) the kernel is 0/0; the sample itself replaces the result below.
+    sign = 1.0 - 2.0 * (k.remainder(2)).to(lag.dtype)
+    sine = torch.cat(
+        (torch.sin(math.pi * frac).expand(-1, depth), torch.sin(math.pi * (1.0 - frac)).expand(-1, depth)),
+        dim=1,
+    )
+    kernel = (sine * sign).div_(a)
+    # The window's half-width differs left (k <= 0) and right (k >= 1) of the point.
+    inv_width = torch.cat(
+        ((1.0 / (frac + effd)).expand(-1, depth), (1.0 / (effd + 1.0 - frac)).expand(-1, depth)), dim=1
+    )
+    window = torch.cos(a.mul_(inv_width)).mul_(0.5).add_(0.5)
+    out = (kernel.mul_(window).mul_(values)).sum(dim=-1)
+    # Near the end of the sequence Praat's depth drops below 3 and it switches to cubic (2), linear (1)
+    # or nearest-sample (0) interpolation.
+    left_, mid_l, mid_r, right_ = (
+        flat[(base_i + o).abs().clamp(max=big) + rows * (big + 1)] for o in (-1, 0, 1, 2)
+    )
+    fil = frac[:, 0]
+    fir = 1.0 - fil
+    dyl = 0.5 * (mid_r - left_)
+    dyr = 0.5 * (right_ - mid_l)
+    cubic = (
+        mid_l * fir
+        + mid_r * fil
+        - fil * fir * (0.5 * (dyr - dyl) + (fil - 0.5) * (dyl + dyr - 2.0 * (mid_r - mid_l)))
+    )
+    linear = mid_l + fil * (mid_r - mid_l)
+    nearest = torch.where(fil < 0.5, mid_l, mid_r)
+    eff1 = eff[:, 0]
+    out = torch.where(eff1 >= 3, out, torch.where(eff1 == 2, cubic, torch.where(eff1 == 1, linear, nearest)))
+    # The interpolant passes through the samples (Praat returns them exactly).
+    return torch.where(fil == 0, mid_l, out)
+
+
+def coarse_maxima(r: Tensor, rows: Tensor, peak: Tensor, start: Tensor, depth: int) -> tuple[Tensor, Tensor]:
+    """The best of ``start`` and quarter-sample offsets of ``peak`` (within ``[peak - 1, peak + 1]``) on the
+    sinc interpolation of ``r``: a starting point on the right hump when the interpolant has two inside
+    Praat's bracket, and a screening value for choosing which peaks to refine.
+
+    Returns:
+        the best points and their interpolated values, both ``(P,)``.
+    """
+    offsets = torch.tensor([-0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75], dtype=peak.dtype, device=peak.device)
+    start = torch.minimum(torch.maximum(start, peak - 1.0), peak + 1.0)
+    trial = torch.cat((start[None], peak[None] + offsets[:, None])).clamp(min=0.0)
+    values = sinc_interpolate(r, rows.repeat(trial.shape[0]), trial.reshape(-1), depth).view(trial.shape)
+    best, index = values.max(dim=0, keepdim=True)
+    return trial.gather(0, index)[0], best[0]
+
+
+def polish_maxima(
+    r: Tensor,
+    rows: Tensor,
+    peak: Tensor,
+    x: Tensor,
+    depth: int,
+    steps: tuple[float, ...] = (0.05, 2e-3),
+) -> tuple[Tensor, Tensor]:
+    """Parabolic steps through the sinc interpolation at ``x - h, x, x + h`` with shrinking ``h``, kept
+    inside ``[peak - 1, peak + 1]``; from a point within a quarter sample of the maximum, two steps
+    (``h`` = 0.05, then 0.002) reach it to ~1e-5 samples (1e-4 cents at 100 Hz).
+
+    Returns:
+        the maxima's lags and interpolated values, both ``(P,)``.
+    """
+    lo, hi = peak - 1.0, peak + 1.0
+    rows3 = rows.repeat(3)
+    for h in steps:
+        f = sinc_interpolate(r, rows3, torch.cat(((x - h).clamp(min=0.0), x, x + h)), depth).view(3, -1)
+        curvature = 2.0 * f[1] - f[0] - f[2]
+        bent = curvature > 0
+        step = torch.where(bent, 0.5 * h * (f[2] - f[0]) / torch.where(bent, curvature, 1.0), 0.0)
+        x = torch.minimum(torch.maximum(x + step.clamp(-0.5, 0.5), lo), hi)
+    return x, sinc_interpolate(r, rows, x, depth)
+
+
+def refine_maxima(
+    r: Tensor, rows: Tensor, peak: Tensor, start: Tensor, depth: int, coarse_depth: int = 30
+) -> tuple[Tensor, Tensor]:
+    """Maximize the sinc interpolation of ``r`` near integer peak lags, as Praat's ``NUMimproveMaximum``
+    does with Brent's method on ``[peak - 1, peak + 1]`` (to 1e-10): :func:`coarse_maxima` (on a
+    ``coarse_depth`` interpolation, enough to pick the right hump), then :func:`polish_maxima`.
+
+    Args:
+        r: ``(M, R + 1)`` sequences (lags ``0..R`` of a symmetric sequence).
+        rows: int64 ``(P,)`` which sequence each peak belongs to.
+        peak: ``(P,)`` integer-valued peak lags, as floats.
+        start: ``(P,)`` starting lags (parabolic estimates).
+        depth: sinc depth.
+
+    Returns:
+        refined lags and the interpolated maxima, both ``(P,)``.
+    """
+    x, _ = coarse_maxima(r, rows, peak, start, min(depth, coarse_depth))
+    return polish_maxima(r, rows, peak, x, depth)
+
+
+class _Grid(NamedTuple):
+    counts: Tensor
+    times: Tensor  # (B, N) float64
+    left: Tensor  # (B, N) int64 0-based sample at or before each frame time
+
+
+def _grid(lengths: Tensor, sample_rate: float, window: float, time_step: float, n_max: int) -> _Grid:
+    counts, t1 = praat_frame_grid(lengths, sample_rate, window, time_step)
+    i = torch.arange(n_max, device=lengths.device, dtype=torch.float64)
+    times = t1[:, None] + i[None, :] * time_step
+    dx = 1.0 / sample_rate
+    # Sampled_xToLowIndex, then 0-based: floor((t - x1) / dx + 1) - 1
+    left = torch.floor((times - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1
+    return _Grid(counts, times, left)
+
+
+def _local_mean(cumsum: Tensor, lengths: Tensor, left: Tensor, period: int) -> Tensor:
+    """Mean of the samples ``[left + 1 - period, left + period]`` (one longest period to each side),
+    zeros outside the item, divided by ``2 * period`` as Praat does."""
+    lo = (left + 1 - period).clamp(min=0)
+    hi = torch.minimum(left + period + 1, lengths[:, None]).clamp(min=0)
+    hi = torch.maximum(hi, lo)
+    total = cumsum.gather(1, hi) - cumsum.gather(1, lo)
+    return total / (2 * period)
+
+
+# Deviations below this fraction of an item's peak amplitude are rounding residue, not signal: Praat
+# computes a constant signal's mean exactly and calls it silent; a float64 sum may miss by an ulp.
+_RESIDUE = 1e-12
+
+
+def _global_peak(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """``max |x - mean(x)|`` over each item's valid samples (0 for an empty or constant item), and the
+    item's rounding-residue level (``_RESIDUE * max |x|``)."""
+    valid = lengths_to_mask(lengths, x.shape[1])
+    if not x.shape[1]:
+        return x.new_zeros(x.shape[0]), x.new_zeros(x.shape[0])
+    mean = torch.where(valid, x, x.new_zeros(())).sum(dim=1) / lengths.clamp(min=1).to(x.dtype)
+    peak = torch.where(valid, (x - mean[:, None]).abs(), x.new_zeros(())).amax(dim=1)
+    residue = _RESIDUE * torch.where(valid, x.abs(), x.new_zeros(())).amax(dim=1)
+    return torch.where(peak > residue, peak, 0.0), residue
+
+
+class _Candidates(NamedTuple):
+    lag: Tensor  # (B, N, K) refined lags in samples (0 = no candidate)
+    strength: Tensor  # (B, N, K)
+    present: Tensor  # (B, N, K) bool
+    intensity: Tensor  # (B, N)
+
+
+def _peaks(
+    r: Tensor, last_lag: int, threshold: float, n_keep: int, octave_cost: float, floor_lag: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Praat's first pass over one frame's correlation ``r`` (rows of ``(M, R + 1)``).
+
+    Local maxima at lags ``2 .. last_lag - 1`` above ``threshold``; the strongest ``n_keep`` by the
+    sinc-interpolated (depth 30) value at the parabolic peak plus the bonus ``-octave_cost *
+    log2(floor_lag / lag)`` (Praat's ``strength - octaveCost * log2(minimumPitch / f)``) are kept.
+
+    Returns:
+        ``(M, n_keep)`` integer peak lags (as floats), parabolic lags, and a presence mask.
+    """
+    i = torch.arange(2, last_lag, device=r.device)
+    mid, before, after = r[:, 2:last_lag], r[:, 1 : last_lag - 1], r[:, 3 : last_lag + 1]
+    is_peak = (mid > threshold) & (mid > before) & (mid >= after)
+    d2r = 2.0 * mid - before - after
+    parabolic = i.to(r.dtype) + 0.5 * (after - before) / torch.where(is_peak, d2r, 1.0)
+    # Pre-select by the discrete peak height plus the bonus, then rank by Praat's strength.
+    bonus = octave_cost * torch.log2(floor_lag / parabolic.clamp(min=1.0))
+    score = torch.where(is_peak, mid - bonus, -math.inf)
+    n_pre = min(mid.shape[1], n_keep + 6)
+    pre_score, pre_idx = score.topk(n_pre, dim=1)
+    pre_lag = parabolic.gather(1, pre_idx)
+    pre_present = torch.isfinite(pre_score)
+    rows, cols = pre_present.nonzero(as_tuple=True)
+    strength = sinc_interpolate(r, rows, pre_lag[rows, cols], 30)
+    strength = torch.where(strength > 1.0, 1.0 / strength, strength)
+    local = torch.full_like(pre_lag, -math.inf)
+    local[rows, cols] = strength - octave_cost * torch.log2(floor_lag / pre_lag[rows, cols])
+    keep_score, keep = local.topk(min(n_keep, n_pre), dim=1)
+    present = torch.isfinite(keep_score)
+    return (pre_idx.gather(1, keep) + 2).to(r.dtype), pre_lag.gather(1, keep), present
+
+
+def _ac_candidates(
+    x: Tensor,
+    lengths: Tensor,
+    grid: _Grid,
+    sample_rate: float,
+    floor: float,
+    ceiling: float,
+    max_candidates: int,
+    voicing_threshold: float,
+    octave_cost: float,
+) -> _Candidates:
+    """Praat's per-frame autocorrelation analysis (method AC_HANNING, 3 periods per window)."""
+    dx = 1.0 / sample_rate
+    periods = 3.0
+    nsamp_period = math.floor(1.0 / dx / floor)
+    half_period = nsamp_period // 2 + 1
+    dt_window = periods / floor
+    half_window = math.floor(dt_window / dx) // 2 - 1
+    if half_window < 2:
+        raise ValueError("Pitch: analysis window too short for this sample rate and pitch floor")
+    nsamp_window = 2 * half_window
+    maximum_lag = min(math.floor(nsamp_window / periods) + 2, nsamp_window)
+    brent_ixmax = math.floor(nsamp_window * 0.5)
+    nsamp_fft = 1
+    while nsamp_fft < nsamp_window * 1.5:
+        nsamp_fft *= 2
+    i = torch.arange(1, nsamp_window + 1, dtype=torch.float64, device=x.device)
+    window = 0.5 - 0.5 * torch.cos(i * (2.0 * math.pi / (nsamp_window + 1)))
+    window_r = torch.fft.irfft(torch.fft.rfft(window, nsamp_fft).abs().square(), nsamp_fft)
+    window_r = window_r[: brent_ixmax + 1] / window_r[0]
+
+    batch, n_frames = grid.left.shape
+    cumsum = torch.nn.functional.pad(torch.cumsum(x, dim=1), (1, 0))
+    mean = _local_mean(cumsum, lengths, grid.left, nsamp_period)
+    frames = gather_windows(x, lengths, grid.left + 1 - half_window, nsamp_window) - mean[..., None]
+    frames = frames * window
+    lo = max(0, half_window - half_period)
+    hi = min(nsamp_window, half_window + half_period)
+    local_peak = frames[..., lo:hi].abs().amax(dim=-1) if n_frames else frames.new_zeros(batch, 0)
+    global_peak, residue = _global_peak(x, lengths)
+    local_peak = torch.where(local_peak > residue[:, None], local_peak, 0.0)
+    intensity = torch.where(
+        local_peak > global_peak[:, None],
+        torch.ones_like(local_peak),
+        local_peak / torch.where(global_peak > 0, global_peak, 1.0)[:, None],
+    )
+
+    flat = frames.reshape(-1, nsamp_window)
+    if flat.shape[0]:
+        ac = torch.fft.irfft(torch.fft.rfft(flat, nsamp_fft).abs().square(), nsamp_fft)[:, : brent_ixmax + 1]
+    else:
+        ac = flat.new_zeros(0, brent_ixmax + 1)
+    energy = ac[:, :1]
+    r = ac / (torch.where(energy > 0, energy, 1.0) * window_r)
+    r[:, 0] = 1.0
+    last_lag = min(maximum_lag, brent_ixmax)
+    peak_lag, start, present = _peaks(
+        r, last_lag, 0.5 * voicing_threshold, max_candidates - 1, octave_cost, sample_rate / floor
+    )
+    silent = (local_peak == 0).reshape(-1, 1) | (energy <= 0)
+    present = present & ~silent & (global_peak > 0).repeat_interleave(n_frames)[:, None]
+    # Candidates whose bracket lies wholly above the ceiling are voiceless whatever their refinement: they
+    # keep their slot (and their integer lag) but are not refined.
+    lag = peak_lag.clone()
+    strength = torch.zeros_like(peak_lag)
+    rows, cols = (present & (peak_lag + 1.0 >= sample_rate / ceiling)).nonzero(as_tuple=True)
+    # Candidates above the sample rate's 0.3 would use depth 700 in Praat; they lie above any usable
+    # ceiling and can never win, so depth 70 serves them too.
+    found_lag, found = refine_maxima(r, rows, peak_lag[rows, cols], start[rows, cols], 70, coarse_depth=70)
+    lag[rows, cols] = found_lag
+    strength[rows, cols] = torch.where(found > 1.0, 1.0 / found, found)
+    k = lag.shape[-1]
+    return _Candidates(
+        lag.reshape(batch, n_frames, k),
+        strength.reshape(batch, n_frames, k),
+        present.reshape(batch, n_frames, k),
+        intensity,
+    )
+
+
+def path_finder(
+    cands: _Candidates,
+    counts: Tensor,
+    sample_rate: float,
+    time_step: float,
+    silence_threshold: float,
+    voicing_threshold: float,
+    octave_cost: float,
+    octave_jump_cost: float,
+    voiced_unvoiced_cost: float,
+    ceiling: float,
+) -> tuple[Tensor, Tensor]:
+    """Praat's ``Pitch_pathFinder``: Viterbi through the candidates of every frame of every item.
+
+    Candidate 0 of each frame is the unvoiced one; the path's score adds each candidate's local strength
+    (``voicing_threshold + max(0, 2 - intensity / (silence / (1 + voicing)))`` when unvoiced, ``strength -
+    octave_cost * log2(ceiling / f)`` when voiced) and subtracts the transition costs, both scaled by
+    ``0.01 / time_step`` as Praat does. Ties go to the lower candidate index, as in Praat.
+
+    Returns:
+        ``(B, N)`` F0 in Hz (0 = unvoiced) and the chosen strengths.
+    """
+    batch, n_frames, k = cands.lag.shape
+    device = cands.lag.device
+    freq = torch.where(cands.present, sample_rate / cands.lag.clamp(min=1e-9), torch.zeros_like(cands.lag))
+    voiced = cands.present & (freq > 0) & (freq < ceiling)
+    correction = 0.01 / time_step
+    jump = octave_jump_cost * correction
+    vuv = voiced_unvoiced_cost * correction
+    unvoiced_strength = voicing_threshold + torch.clamp(
+        2.0 - cands.intensity / (silence_threshold / (1.0 + voicing_threshold)), min=0.0
+    )
+    if silence_threshold <= 0:
+        unvoiced_strength = torch.full_like(cands.intensity, voicing_threshold)
+    # Every candidate slot: 0 = unvoiced, 1..K = peaks; absent peaks can never be chosen.
+    f_all = torch.cat((torch.zeros_like(freq[..., :1]), freq), dim=-1)
+    v_all = torch.cat((torch.zeros_like(voiced[..., :1]), voiced), dim=-1)
+    present_all = torch.cat((torch.ones_like(cands.present[..., :1]), cands.present), dim=-1)
+    s_all = torch.cat((torch.zeros_like(cands.strength[..., :1]), cands.strength), dim=-1)
+    log_f = torch.log2(torch.where(v_all, f_all, 1.0))
+    local = torch.where(
+        v_all,
+        s_all - octave_cost * (math.log2(ceiling) - log_f),
+        unvoiced_strength[..., None].expand_as(s_all),
+    )
+    local = torch.where(present_all, local, torch.full_like(local, -math.inf))
+    if n_frames == 0:
+        return freq.new_zeros(batch, 0), freq.new_zeros(batch, 0)
+    delta = local[:, 0]
+    psi = torch.zeros(batch, n_frames, k + 1, dtype=torch.int64, device=device)
+    for t in range(1, n_frames):
+        v_prev, v_cur = v_all[:, t - 1], v_all[:, t]
+        both = v_prev[:, :, None] & v_cur[:, None, :]
+        cost = torch.where(
+            both,
+            jump * (log_f[:, t - 1, :, None] - log_f[:, t, None, :]).abs(),
+            torch.where(v_prev[:, :, None] == v_cur[:, None, :], 0.0, vuv),
+        )
+        value = delta[:, :, None] - cost  # (B, prev, cur)
+        best, place = value.max(dim=1)
+        active = (t < counts)[:, None]
+        delta = torch.where(active, best + local[:, t], delta)
+        psi[:, t] = place
+    # Backtrack from each item's own last frame.
+    last = (counts - 1).clamp(min=0)
+    place = torch.zeros(batch, dtype=torch.int64, device=device)
+    chosen = torch.zeros(batch, n_frames, dtype=torch.int64, device=device)
+    final = delta.argmax(dim=1)
+    for t in range(n_frames - 1, -1, -1):
+        place = torch.where(t == last, final, torch.where(t < last, place, torch.zeros_like(place)))
+        chosen[:, t] = place
+        if t:
+            place = torch.where(t <= last, psi[:, t].gather(1, place[:, None])[:, 0], place)
+    f0 = f_all.gather(2, chosen[..., None])[..., 0]
+    strength = s_all.gather(2, chosen[..., None])[..., 0]
+    is_voiced = v_all.gather(2, chosen[..., None])[..., 0] & lengths_to_mask(counts, n_frames)
+    return torch.where(is_voiced, f0, 0.0), torch.where(is_voiced, strength, 0.0)
+
+
+def pitch_ac(
+    x: Tensor,
+    lengths: Tensor | None,
+    sample_rate: float,
+    time_step: float = 0.0,
+    floor: float = 75.0,
+    ceiling: float = 600.0,
+    max_candidates: int = 15,
+    silence_threshold: float = 0.03,
+    voicing_threshold: float = 0.45,
+    octave_cost: float = 0.01,
+    octave_jump_cost: float = 0.35,
+    voiced_unvoiced_cost: float = 0.14,
+) -> PitchTrack:
+    """F0 of every item by Praat's ``To Pitch (ac)`` (defaults are Praat's; ``time_step=0`` is
+    ``0.75 / floor``).
+
+    Computed in float64 whatever the input dtype. See :mod:`mmtorch.audio.voice.pitch`.
+
+    Args:
+        x: ``(B, T)`` waveforms (already prepared: float, mono).
+        lengths: int64 ``(B,)`` or ``None`` (all valid).
+        sample_rate: Hz.
+
+    Returns:
+        :class:`PitchTrack` with ``N = max`` frames over the batch.
+    """
+    if floor <= 0 or ceiling <= floor:
+        raise ValueError(f"Pitch: need 0 < floor < ceiling, got floor={floor}, ceiling={ceiling}")
+    if max_candidates < 2:
+        raise ValueError(f"Pitch: max_candidates must be at least 2, got {max_candidates}")
+    time_step = time_step if time_step > 0 else 3.0 / floor / 4.0
+    lengths = full_lengths(x) if lengths is None else lengths
+    x = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+    if max_candidates < ceiling / floor:
+        max_candidates = math.floor(ceiling / floor)
+    ceiling = min(ceiling, 0.5 * sample_rate)
+    window = 3.0 / floor
+    n_max = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, window, time_step)[0][0])
+    grid = _grid(lengths, sample_rate, window, time_step, n_max)
+    cands = _ac_candidates(
+        x, lengths, grid, sample_rate, floor, ceiling, max_candidates, voicing_threshold, octave_cost
+    )
+    f0, strength = path_finder(
+        cands,
+        grid.counts,
+        sample_rate,
+        time_step,
+        silence_threshold,
+        voicing_threshold,
+        octave_cost,
+        octave_jump_cost,
+        voiced_unvoiced_cost,
+        ceiling,
+    )
+    valid = lengths_to_mask(grid.counts, n_max)
+    times = torch.where(valid, grid.times, 0.0)
+    return PitchTrack(f0, strength, f0 > 0, times, grid.counts, time_step)
+
+
+class Pitch(Stage):
+    """F0 track by Praat's autocorrelation method, as a stage.
+
+    Output rows: ``F0_Hz`` (0 where unvoiced) and ``voiced`` (1.0 / 0.0). Frames follow Praat's placement
+    for each item (``time_step`` apart, centred in the item; see :func:`praat_frame_grid`), so frame ``i``
+    of an item is at ``t1 + i * time_step`` seconds with ``t1`` depending on the item's length. Not
+    differentiable (a search over candidates).
+
+    Args:
+        sample_rate: Hz.
+        time_step, floor, ceiling, max_candidates, silence_threshold, voicing_threshold, octave_cost,
+            octave_jump_cost, voiced_unvoiced_cost: Praat's ``To Pitch (ac)`` settings, Praat's defaults.
+
+    Shape:
+        ``(B, T)`` → ``(B, 2, N)``, ``N = floor((T / sample_rate - 3 / floor) / time_step) + 1`` (0 when
+        the item is shorter than ``3 / floor`` seconds).
+    """
+
+    input_kind = "waveform"
+
+    def __init__(
+        self,
+        sample_rate: float = 16000,
+        time_step: float = 0.0,
+        floor: float = 75.0,
+        ceiling: float = 600.0,
+        max_candidates: int = 15,
+        silence_threshold: float = 0.03,
+        voicing_threshold: float = 0.45,
+        octave_cost: float = 0.01,
+        octave_jump_cost: float = 0.35,
+        voiced_unvoiced_cost: float = 0.14,
+    ) -> None:
+        super().__init__()
+        if floor <= 0 or ceiling <= floor:
+            raise ValueError(f"Pitch: need 0 < floor < ceiling, got floor={floor}, ceiling={ceiling}")
+        self.sample_rate = float(sample_rate)
+        self.time_step = float(time_step) if time_step > 0 else 3.0 / floor / 4.0
+        self.floor = float(floor)
+        self.ceiling = float(ceiling)
+        self.max_candidates = int(max_candidates)
+        self.silence_threshold = float(silence_threshold)
+        self.voicing_threshold = float(voicing_threshold)
+        self.octave_cost = float(octave_cost)
+        self.octave_jump_cost = float(octave_jump_cost)
+        self.voiced_unvoiced_cost = float(voiced_unvoiced_cost)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return ["F0_Hz", "voiced"]
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return praat_frame_grid(lengths, self.sample_rate, 3.0 / self.floor, self.time_step)[0]
+
+    def track(self, x: Tensor, lengths: Tensor | None = None) -> PitchTrack:
+        """The full :class:`PitchTrack` (F0, strength, voicing, frame times)."""
+        x, lengths = prepare_waveform(x, lengths, "Pitch")
+        return self._track(x, lengths)
+
+    def _track(self, x: Tensor, lengths: Tensor | None) -> PitchTrack:
+        return pitch_ac(
+            x,
+            lengths,
+            self.sample_rate,
+            self.time_step,
+            self.floor,
+            self.ceiling,
+            self.max_candidates,
+            self.silence_threshold,
+            self.voicing_threshold,
+            self.octave_cost,
+            self.octave_jump_cost,
+            self.voiced_unvoiced_cost,
+        )
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x, lengths = prepare_waveform(x, lengths, "Pitch")
+        track = self._track(x, lengths)
+        y = torch.stack((track.f0, track.voiced.to(track.f0.dtype)), dim=1).to(x.dtype)
+        return zero_padding(y, track.lengths), track.lengths
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate:g}, time_step={self.time_step:g}, floor={self.floor:g}, "
+            f"ceiling={self.ceiling:g}, max_candidates={self.max_candidates}, "
+            f"silence_threshold={self.silence_threshold:g}, voicing_threshold={self.voicing_threshold:g}, "
+            f"octave_cost={self.octave_cost:g}, octave_jump_cost={self.octave_jump_cost:g}, "
+            f"voiced_unvoiced_cost={self.voiced_unvoiced_cost:g}"
+        )

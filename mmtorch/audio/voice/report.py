@@ -1,0 +1,113 @@
+"""Praat's voice report, batched: mean F0, jitter, shimmer, HNR and formant means per utterance."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mmtorch.audio.stage import prepare_waveform, validation
+from mmtorch.audio.voice.features import _GROUP, length_groups
+from mmtorch.audio.voice.formants import formants_burg
+from mmtorch.audio.voice.harmonicity import harmonicity_cc, harmonicity_mean
+from mmtorch.audio.voice.perturbation import jitter_local, shimmer_local
+from mmtorch.audio.voice.pitch import pitch_ac
+from mmtorch.audio.voice.pulses import glottal_pulses, sampled_value_at
+from mmtorch.masks import full_lengths, lengths_to_mask
+
+__all__ = ["REPORT_KEYS", "voice_report"]
+
+REPORT_KEYS = (
+    "f0_mean_hz",
+    "jitter_local",
+    "shimmer_local",
+    "shimmer_local_db",
+    "hnr_db",
+    "f1_mean_hz",
+    "f2_mean_hz",
+    "f3_mean_hz",
+)
+
+
+def voice_report(
+    x: Tensor,
+    lengths: Tensor | None = None,
+    sample_rate: float = 16000,
+    floor: float = 75.0,
+    ceiling: float = 600.0,
+    max_formant: float = 5500.0,
+    empty_value: float = 0.0,
+) -> dict[str, Tensor]:
+    """Praat's voice measures of every item, each a ``(B,)`` float64 tensor.
+
+    What each value reproduces (Praat 6.1, its defaults):
+
+    - ``f0_mean_hz``: ``To Pitch (ac)`` (``floor``, ``ceiling``), ``Get mean`` (Hertz): the mean F0 of the
+      voiced frames;
+    - ``jitter_local``: ``To PointProcess (cc)`` from that pitch, ``Get jitter (local)`` (0, 0, 0.0001, 0.02,
+      1.3), a fraction;
+    - ``shimmer_local`` / ``shimmer_local_db``: ``Get shimmer (local)`` / ``(local_dB)`` (0, 0, 0.0001, 0.02,
+      1.3, 1.6);
+    - ``hnr_db``: ``To Harmonicity (cc)`` (0.01, ``floor``, 0.1, 1.0), ``Get mean``;
+    - ``f1_mean_hz`` … ``f3_mean_hz``: ``To Formant (burg)`` (0, 5, ``max_formant``, 0.025, 50), ``Get value
+      at time`` (Hertz, linear) at every frame the pitch track calls voiced, averaged where defined.
+
+    Where Praat answers "undefined" (no voiced frame, too few pulses) the value is ``empty_value``; the
+    returned dict also has ``"<key>_defined"`` bool tensors.
+
+    Args:
+        x: ``(B, T)`` waveforms; lengths: int64 ``(B,)`` or ``None``.
+        sample_rate: Hz.
+
+    Returns:
+        dict of ``(B,)`` tensors, keys :data:`REPORT_KEYS` and their ``_defined`` flags.
+    """
+    x, given = prepare_waveform(x, lengths, "voice_report")
+    lengths = full_lengths(x) if given is None else given
+    if x.device.type == "cpu" and x.shape[0] > _GROUP:  # groups of similar length: same numbers, faster
+        parts: dict[str, Tensor] = {}
+        with validation(False):
+            for rows, size in length_groups(lengths, _GROUP):
+                part = voice_report(
+                    x[rows, :size], lengths[rows], sample_rate, floor, ceiling, max_formant, empty_value
+                )
+                for key, value in part.items():
+                    parts.setdefault(key, torch.zeros(x.shape[0], dtype=value.dtype, device=x.device))[
+                        rows
+                    ] = value
+        return parts
+    x = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+    pitch = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling)
+    n_voiced = pitch.voiced.sum(dim=1)
+    out: dict[str, Tensor] = {}
+
+    def put(key: str, value: Tensor, defined: Tensor) -> None:
+        out[key] = torch.where(defined, value, empty_value)
+        out[f"{key}_defined"] = defined
+
+    put("f0_mean_hz", pitch.f0.sum(dim=1) / n_voiced.clamp(min=1), n_voiced > 0)
+    pulses = glottal_pulses(x, lengths, sample_rate, pitch)
+    jitter = jitter_local(pulses, empty_value=empty_value)
+    put("jitter_local", jitter.value, jitter.defined)
+    local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
+    put("shimmer_local", local.value, local.defined)
+    put("shimmer_local_db", local_db.value, local_db.defined)
+    hnr = harmonicity_cc(x, lengths, sample_rate, 0.01, floor, 0.1, 1.0)
+    put("hnr_db", harmonicity_mean(hnr, empty_value), hnr.voiced.any(dim=1))
+    formants = formants_burg(x, lengths, sample_rate, max_frequency=max_formant)
+    rows, frame = pitch.voiced.nonzero(as_tuple=True)
+    t = pitch.times[rows, frame]
+    for k in range(3):
+        values = sampled_value_at(
+            formants.frequency[..., k],
+            formants.present[..., k],
+            formants.times[:, 0],
+            0.025 / 4.0,  # Praat's default time step: a quarter of the window length
+            formants.lengths,
+            rows,
+            t,
+        )
+        ok = ~torch.isnan(values)
+        total = torch.zeros_like(n_voiced, dtype=x.dtype).index_add_(0, rows, torch.where(ok, values, 0.0))
+        count = torch.zeros_like(n_voiced).index_add_(0, rows, ok.to(torch.int64))
+        put(f"f{k + 1}_mean_hz", total / count.clamp(min=1), count > 0)
+    return out

@@ -1,0 +1,136 @@
+"""VoiceFeatures: every descriptor on the pitch grid, batch-invariant, finite on bad input; its columns are
+the analyses tested against Praat, librosa and openSMILE elsewhere."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import parselmouth
+import pytest
+import torch
+from helpers import load_speech, pad_batch, speechlike
+from parselmouth.praat import call
+
+from mmtorch.audio.voice import VOICE_FEATURES, VoiceFeatures, harmonicity_cc, pitch_ac
+from mmtorch.audio.voice.features import VoiceAnalysis
+
+SPEECH = load_speech(torch.float64)
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    items = [SPEECH[1], SPEECH[0][:24000], speechlike(9000, seed=4, dtype=torch.float64)]
+    x, lengths = pad_batch(items, garbage=math.nan)
+    return x, lengths, items
+
+
+@pytest.fixture(scope="module")
+def analysis(batch) -> VoiceAnalysis:
+    x, lengths, _ = batch
+    return VoiceFeatures(16000).analyse(x, lengths)
+
+
+def test_shape_names_and_frames(batch, analysis: VoiceAnalysis) -> None:
+    _x, lengths, _ = batch
+    stage = VoiceFeatures(16000)
+    assert stage.feature_names == list(VOICE_FEATURES) and len(VOICE_FEATURES) == 30
+    assert analysis.features.shape == (3, 30, int(analysis.lengths.max()))
+    assert torch.equal(analysis.lengths, stage.output_lengths(lengths))
+    assert torch.isfinite(analysis.features).all()
+    for b in range(3):
+        assert (analysis.features[b, :, int(analysis.lengths[b]) :] == 0).all()
+
+
+def test_items_alone_equal_batch(batch, analysis: VoiceAnalysis) -> None:
+    _, _, items = batch
+    stage = VoiceFeatures(16000)
+    for b, item in enumerate(items):
+        alone, frames = stage(item[None])
+        n = int(frames[0])
+        assert n == int(analysis.lengths[b])
+        torch.testing.assert_close(analysis.features[b, :, :n], alone[0], rtol=1e-7, atol=1e-7)
+
+
+def test_columns_are_the_analyses(batch, analysis: VoiceAnalysis) -> None:
+    x, lengths, _ = batch
+    rows = {name: analysis.features[:, i] for i, name in enumerate(VOICE_FEATURES)}
+    pitch = pitch_ac(x, lengths, 16000)
+    torch.testing.assert_close(rows["F0_Hz"], pitch.f0)
+    torch.testing.assert_close(rows["voiced"], pitch.voiced.double())
+    semitones = torch.where(pitch.voiced, 12 * torch.log2(pitch.f0.clamp(min=1e-9) / 27.5), 0.0)
+    torch.testing.assert_close(rows["F0_semitones"], semitones)
+    hnr = harmonicity_cc(x, lengths, 16000, times=pitch.times)
+    torch.testing.assert_close(rows["HNR_dB"], torch.where(hnr.voiced, hnr.hnr, 0.0) * (pitch.times > 0))
+
+
+def test_frame_jitter_and_shimmer_are_praats_over_the_window() -> None:
+    """Frame jitter / shimmer = Praat's Get jitter / shimmer with the frame's 60 ms as time range."""
+    x = SPEECH[1].numpy()
+    stage = VoiceFeatures(16000, features=["jitter_local", "shimmer_local", "shimmer_local_dB"])
+    analysis = stage.analyse(torch.from_numpy(x)[None])
+    sound = parselmouth.Sound(x, 16000)
+    pulses = call([sound, sound.to_pitch_ac()], "To PointProcess (cc)")
+    times = analysis.pitch.times[0].numpy()
+    for i in range(40, int(analysis.lengths[0]), 25):
+        t = times[i]
+        refs = [
+            call(pulses, "Get jitter (local)", t - 0.03, t + 0.03, 0.0001, 0.02, 1.3),
+            call([sound, pulses], "Get shimmer (local)", t - 0.03, t + 0.03, 0.0001, 0.02, 1.3, 1.6),
+            call([sound, pulses], "Get shimmer (local_dB)", t - 0.03, t + 0.03, 0.0001, 0.02, 1.3, 1.6),
+        ]
+        for row, ref in enumerate(refs):
+            ours = float(analysis.features[0, row, i])
+            assert ours == (0.0 if math.isnan(ref) else pytest.approx(ref, rel=1e-9))
+
+
+def test_harmonicity_at_given_times_is_the_default_grid() -> None:
+    x = SPEECH[2][None]
+    default = harmonicity_cc(x, None, 16000)
+    at_times = harmonicity_cc(x, None, 16000, times=default.times)
+    torch.testing.assert_close(at_times.hnr, default.hnr)
+
+
+def test_bad_input_is_finite_and_documented() -> None:
+    n = 12000
+    t = torch.arange(n, dtype=torch.float64) / 16000
+    items = [
+        torch.zeros(n, dtype=torch.float64),
+        torch.full((n,), 0.25, dtype=torch.float64),
+        (3 * torch.sin(2 * math.pi * 130 * t)).clamp(-1, 1),
+        0.2 * torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64),
+        speechlike(400, dtype=torch.float64),
+    ]
+    x, lengths = pad_batch(items)
+    stage = VoiceFeatures(16000)
+    y, frames = stage(x.float(), lengths)
+    assert y.dtype == torch.float32 and torch.isfinite(y).all()
+    rows = {name: y[:, i] for i, name in enumerate(stage.feature_names)}
+    assert int(frames[4]) == 0 and (y[4] == 0).all(), "shorter than a pitch window: no frames"
+    for b in (0, 1):  # silence and DC: unvoiced, no HNR, no jitter or shimmer
+        for name in ("F0_Hz", "voiced", "HNR_dB", "jitter_local", "shimmer_local"):
+            assert (rows[name][b] == 0).all(), name
+    assert (rows["F1_Hz"][0] == 0).all(), "silence has no formants (a DC offset has, as in Praat)"
+    assert bool((rows["voiced"][2, : int(frames[2])] == 1).all()), "a clipped tone is voiced"
+
+
+def test_subset_and_errors() -> None:
+    stage = VoiceFeatures(16000, features=["loudness", "F0_Hz"])
+    y, _ = stage(SPEECH[0][None, :8000])
+    assert y.shape[1] == 2 and stage.feature_names == ["loudness", "F0_Hz"]
+    with pytest.raises(ValueError, match="unknown voice features"):
+        VoiceFeatures(features=["F4_Hz"])
+    with pytest.raises(ValueError, match="floor"):
+        VoiceFeatures(floor=500, ceiling=100)
+
+
+def test_demo_speech_has_plausible_values() -> None:
+    """Known-answer sanity on the demo signal (F0 between 100 and 180 Hz by construction)."""
+    from mmtorch.demo import synthetic_speech
+
+    x = synthetic_speech(2.0, 16000, 1)[None]
+    y, frames = VoiceFeatures(16000, features=["F0_Hz", "voiced"])(x)
+    f0 = y[0, 0][y[0, 1] > 0]
+    assert len(f0) > 0.5 * int(frames[0])
+    assert float(f0.min()) > 0.8 * 100 and float(f0.max()) < 1.2 * 180 * 1.15
+    assert np.isfinite(f0.numpy()).all()

@@ -1,0 +1,106 @@
+"""Burg formants against parselmouth (Praat 6.1) frame by frame."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import parselmouth
+import pytest
+import torch
+from helpers import SPEECH_FILES, load_speech, pad_batch
+
+from mmtorch.audio.voice import Formants, formants_burg
+from mmtorch.audio.voice.formants import resample_like_praat
+from mmtorch.demo import synthetic_speech
+
+SPEECH = load_speech(torch.float64)
+
+
+def _reference(x: np.ndarray, sr: int):
+    sound = parselmouth.Sound(x, sr)
+    formant = sound.to_formant_burg(None, 5, 5500, 0.025, 50)
+    times = formant.xs()
+    pitch = sound.to_pitch_ac()
+    voiced = ~np.isnan(np.array([pitch.get_value_at_time(t) for t in times]))
+    freq = np.array([[formant.get_value_at_time(k, t) for t in times] for k in (1, 2, 3)])
+    bandwidth = np.array([[formant.get_bandwidth_at_time(k, t) for t in times] for k in (1, 2, 3)])
+    return times, voiced, freq, bandwidth
+
+
+def _median_errors(x: np.ndarray, sr: int) -> tuple[list[float], list[float]]:
+    times, voiced, freq, bandwidth = _reference(x, sr)
+    track = formants_burg(torch.from_numpy(x)[None], None, sr)
+    assert int(track.lengths[0]) == len(times)
+    np.testing.assert_allclose(track.times[0].numpy(), times, rtol=0, atol=1e-12)
+    f_err, b_err = [], []
+    for k in range(3):
+        present = track.present[0, :, k].numpy()
+        assert np.array_equal(present, ~np.isnan(freq[k]))
+        m = voiced & present
+        ours, oursb = track.frequency[0, :, k].numpy(), track.bandwidth[0, :, k].numpy()
+        f_err.append(float(np.median(np.abs(ours[m] - freq[k][m]) / freq[k][m])))
+        b_err.append(float(np.median(np.abs(oursb[m] - bandwidth[k][m]) / bandwidth[k][m])))
+    return f_err, b_err
+
+
+@pytest.mark.parametrize("item", range(len(SPEECH_FILES)))
+def test_speech_matches_praat(item: int) -> None:
+    f_err, b_err = _median_errors(SPEECH[item].numpy(), 16000)
+    assert max(f_err) <= 1e-9 and max(b_err) <= 1e-9  # the bar is 2 %; this is Praat to rounding
+
+
+def test_synthetic_matches_praat() -> None:
+    f_err, _ = _median_errors(synthetic_speech(1.5, 16000, 5).double().numpy(), 16000)
+    assert max(f_err) <= 1e-9
+
+
+def test_resampling_is_praats() -> None:
+    for rate in (11000, 10000, 22050):
+        ref = parselmouth.Sound(SPEECH[0].numpy(), 16000).resample(rate, 50).values[0]
+        y, n = resample_like_praat(SPEECH[0][None], torch.tensor([len(SPEECH[0])]), 16000, rate)
+        assert int(n[0]) == len(ref)
+        np.testing.assert_allclose(y[0].numpy(), ref, rtol=0, atol=1e-10)
+
+
+def test_other_rates_and_settings() -> None:
+    x = synthetic_speech(1.0, 22050, 2).double().numpy()
+    sound = parselmouth.Sound(x, 22050)
+    formant = sound.to_formant_burg(0.01, 4, 5000, 0.03, 60)
+    track = formants_burg(torch.from_numpy(x)[None], None, 22050, 0.01, 4, 5000, 0.03, 60, n_formants=4)
+    assert int(track.lengths[0]) == formant.nx
+    for k in range(4):
+        ref = np.array([formant.get_value_at_time(k + 1, t) for t in formant.xs()])
+        ours = torch.where(track.present[0, :, k], track.frequency[0, :, k], math.nan).numpy()
+        np.testing.assert_allclose(ours, ref, rtol=1e-8)
+
+
+def test_known_resonance() -> None:
+    """White noise through one two-pole resonator (700 Hz, 100 Hz bandwidth): an order-2 Burg fit finds it."""
+    sr, f, bw = 11000, 700.0, 100.0
+    r = math.exp(-math.pi * bw / sr)
+    a1, a2 = 2 * r * math.cos(2 * math.pi * f / sr), -(r**2)
+    excitation = np.random.default_rng(0).standard_normal(2 * sr)
+    y = np.zeros_like(excitation)
+    for n in range(len(y)):
+        y[n] = excitation[n] + a1 * (y[n - 1] if n else 0) + a2 * (y[n - 2] if n > 1 else 0)
+    track = formants_burg(
+        torch.from_numpy(y)[None], None, sr, max_formants=1, n_formants=1, preemphasis_from=1e9
+    )
+    assert abs(float(track.frequency[0, :, 0].median()) - f) < 10.0
+    assert abs(float(track.bandwidth[0, :, 0].median()) - bw) < 30.0
+
+
+def test_stage_rows_padding_and_silence() -> None:
+    items = [SPEECH[0][:16000], SPEECH[1][:3000], torch.zeros(4000, dtype=torch.float64), SPEECH[2][:500]]
+    x, lengths = pad_batch(items, garbage=math.nan)
+    stage = Formants(16000)
+    y, frames = stage(x, lengths)
+    assert stage.feature_names[:2] == ["F1_Hz", "F1_bandwidth_Hz"] and y.shape[1] == 6
+    assert torch.equal(frames, stage.output_lengths(lengths)) and int(frames[3]) == 0
+    assert torch.isfinite(y).all() and (y[2] == 0).all(), "silence has no formants: all 0"
+    for b in (0, 1):
+        alone, _ = stage(items[b][None])
+        n = int(frames[b])
+        torch.testing.assert_close(y[b, :, :n], alone[0], rtol=1e-7, atol=1e-6)
+        assert (y[b, :, n:] == 0).all()

@@ -1,0 +1,83 @@
+"""voice_report against Praat's own queries (parselmouth), and the eGeMAPS-like vector's names and shape."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import opensmile
+import parselmouth
+import pytest
+import torch
+from helpers import load_speech, pad_batch
+from parselmouth.praat import call
+
+from mmtorch.audio.voice import EGEMAPS_NAMES, REPORT_KEYS, egemaps, voice_report
+
+SPEECH = load_speech(torch.float64)
+
+
+def _praat_report(x: np.ndarray) -> dict[str, float]:
+    sound = parselmouth.Sound(x, 16000)
+    pitch = sound.to_pitch_ac()
+    pulses = call([sound, pitch], "To PointProcess (cc)")
+    harmonicity = sound.to_harmonicity_cc(0.01, 75, 0.1, 1.0)
+    formant = sound.to_formant_burg(None, 5, 5500, 0.025, 50)
+    voiced_times = [t for t, f in zip(pitch.xs(), pitch.selected_array["frequency"], strict=True) if f > 0]
+    ref = {
+        "f0_mean_hz": call(pitch, "Get mean", 0, 0, "Hertz"),
+        "jitter_local": call(pulses, "Get jitter (local)", 0, 0, 0.0001, 0.02, 1.3),
+        "shimmer_local": call([sound, pulses], "Get shimmer (local)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
+        "shimmer_local_db": call([sound, pulses], "Get shimmer (local_dB)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
+        "hnr_db": call(harmonicity, "Get mean", 0, 0),
+    }
+    for k in (1, 2, 3):
+        ref[f"f{k}_mean_hz"] = float(np.nanmean([formant.get_value_at_time(k, t) for t in voiced_times]))
+    return ref
+
+
+def test_matches_praat_on_a_padded_batch() -> None:
+    x, lengths = pad_batch(SPEECH, garbage=math.nan)
+    report = voice_report(x, lengths, 16000)
+    assert set(REPORT_KEYS) <= set(report) and all(report[k].shape == (3,) for k in REPORT_KEYS)
+    for b, item in enumerate(SPEECH):
+        ref = _praat_report(item.numpy())
+        for key in ("f0_mean_hz", "jitter_local", "shimmer_local", "shimmer_local_db"):
+            assert report[key][b].item() == pytest.approx(ref[key], rel=1e-6), key
+        for key in ("f1_mean_hz", "f2_mean_hz", "f3_mean_hz"):
+            assert report[key][b].item() == pytest.approx(ref[key], rel=1e-6), key
+        # near-DC lead-in frames can differ (README); the mean stays within 0.05 dB
+        assert abs(report["hnr_db"][b].item() - ref["hnr_db"]) <= 0.1
+        assert all(bool(report[f"{k}_defined"][b]) for k in REPORT_KEYS)
+
+
+def test_silence_is_undefined_not_nan() -> None:
+    report = voice_report(torch.zeros(2, 8000), torch.tensor([8000, 4000]), 16000)
+    for key in REPORT_KEYS:
+        assert torch.isfinite(report[key]).all() and (report[key] == 0).all()
+        assert not report[f"{key}_defined"].any()
+
+
+def test_egemaps_names_shape_and_batch_invariance() -> None:
+    items = [SPEECH[0], SPEECH[2][:20000]]
+    x, lengths = pad_batch(items, garbage=math.nan)
+    values = egemaps(x, lengths, 16000)
+    assert values.shape == (2, 88) and torch.isfinite(values).all()
+    columns = list(opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).feature_names)
+    assert columns == EGEMAPS_NAMES
+    alone = egemaps(items[1][None], None, 16000)
+    torch.testing.assert_close(values[1], alone[0])
+
+
+def test_egemaps_energy_and_spectral_block_close_to_opensmile() -> None:
+    """Same LLD definitions, different frame placement (centred on the pitch frames here): close, not equal."""
+    x = SPEECH[0]
+    ours = dict(zip(EGEMAPS_NAMES, egemaps(x[None], None, 16000)[0].tolist(), strict=True))
+    ref = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).process_signal(
+        x.numpy().astype(np.float32), 16000
+    )
+    assert ours["loudness_sma3_amean"] == pytest.approx(float(ref["loudness_sma3_amean"].iloc[0]), rel=0.02)
+    assert ours["equivalentSoundLevel_dBp"] == pytest.approx(
+        float(ref["equivalentSoundLevel_dBp"].iloc[0]), abs=0.5
+    )
+    assert ours["VoicedSegmentsPerSec"] == pytest.approx(float(ref["VoicedSegmentsPerSec"].iloc[0]), rel=0.2)
