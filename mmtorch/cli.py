@@ -125,7 +125,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from mmtorch.data import load_audio
-    from mmtorch.plot import plot_utterance
+    from mmtorch.plot import plot_utterance, voice_tracks
 
     path = Path(args.input)
     if not path.is_file():
@@ -133,7 +133,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if path.suffix.lower() not in AUDIO_SUFFIXES:
         raise ValueError(f"{args.input}: unsupported format; give {', '.join(sorted(AUDIO_SUFFIXES))}")
     wave, sample_rate = load_audio(path, args.sample_rate)
-    out = plot_utterance(wave, sample_rate, args.out, title=path.name)
+    f0, formants = voice_tracks(wave, sample_rate)
+    out = plot_utterance(wave, sample_rate, args.out, title=path.name, f0=f0, formants=formants)
     print(f"{path.name}: {wave.numel() / sample_rate:.2f} s at {sample_rate} Hz -> {out}")
     return 0
 
@@ -188,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser(
         "plot",
-        help="draw an utterance: waveform and log-mel spectrogram",
-        description="Write a PNG with the waveform and the log-mel spectrogram (time in s, frequency in Hz).",
+        help="draw an utterance: waveform, log-mel spectrogram, F0 and formant tracks",
+        description="Write a PNG with the waveform above the log-mel spectrogram (time in s, frequency in Hz), "
+        "with the Praat-style F0 track and the F1-F3 formant tracks (on voiced frames) drawn over it.",
     )
     plot.add_argument("input", help="audio file (wav/flac/ogg/mp3)")
     plot.add_argument("--out", required=True, help="output PNG")

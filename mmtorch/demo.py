@@ -216,6 +216,8 @@ def _throughput(features: nn.Module, dataset: Any, device: torch.device) -> tupl
 
 
 def _plot(item: dict, features: nn.Module, out: str | Path) -> Path:
-    from mmtorch.plot import plot_utterance
+    from mmtorch.plot import plot_utterance, voice_tracks
 
-    return plot_utterance(item["audio"], item["sample_rate"], out, title=f"{item['id']}: “{item['text']}”")
+    f0, formants = voice_tracks(item["audio"], item["sample_rate"])
+    title = f"{item['id']}: “{item['text']}”"
+    return plot_utterance(item["audio"], item["sample_rate"], out, title=title, f0=f0, formants=formants)

@@ -7,7 +7,29 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["plot_utterance"]
+__all__ = ["plot_utterance", "voice_tracks"]
+
+
+def voice_tracks(wave: Tensor, sample_rate: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Praat-style F0 and F1–F3 tracks of one utterance, for drawing.
+
+    Returns ``((times, f0_hz), (times, formants_hz (N, 3)))``; unvoiced F0 frames are 0, and formants are
+    kept only at times the pitch track calls voiced (0 elsewhere), as phoneticians draw them.
+    """
+    from mmtorch.audio import Formants, Pitch
+
+    with torch.no_grad():
+        pitch = Pitch(sample_rate).track(wave[None])
+        formants = Formants(sample_rate).track(wave[None])
+    n_p, n_f = int(pitch.lengths[0]), int(formants.lengths[0])
+    p_times, f0 = pitch.times[0, :n_p], pitch.f0[0, :n_p]
+    f_times, freqs = formants.times[0, :n_f], formants.frequency[0, :n_f]
+    if n_p and n_f:
+        nearest = (f_times[:, None] - p_times[None, :]).abs().argmin(dim=1)
+        freqs = torch.where(pitch.voiced[0, :n_p][nearest][:, None], freqs, torch.zeros_like(freqs))
+    else:
+        freqs = torch.zeros_like(freqs)
+    return (p_times, f0), (f_times, freqs)
 
 
 def plot_utterance(
