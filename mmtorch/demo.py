@@ -122,10 +122,10 @@ def _tokenizer(train_texts: list[str]) -> Any:
 
 
 def featurizer() -> nn.Module:
-    """The demo's audio features: Kaldi 40-band log-mel with deltas, normalized with dataset statistics."""
+    """The demo's audio features: Whisper's 80-band log-mel, normalized with dataset statistics."""
     from mmtorch.audio import GlobalNorm, frontend
 
-    chain = frontend("kaldi", n_mels=40, deltas=1)
+    chain = frontend("whisper")
     chain.append(GlobalNorm(chain.num_features))
     return chain
 
