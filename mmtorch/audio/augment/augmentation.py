@@ -13,7 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-from mmtorch.audio.stage import Stage
+from mmtorch.audio.stage import Stage, prepare_features, prepare_waveform, zero_padding
+from mmtorch.masks import full_lengths
 from mmtorch.random import item_seeds, uniform
 
 __all__ = ["Augmentation", "check_range", "uniform_int", "uniform_range"]
@@ -27,8 +28,8 @@ class Augmentation(Stage):
     an item that is not keeps its samples exactly.
 
     Subclasses implement ``make_params(seeds, lengths, ...)``, which returns every random parameter of
-    every item as tensors (for logging and tests), and ``forward(x, lengths=None, *, generator=None,
-    seeds=None)``.
+    every item as tensors (for logging and tests), and :meth:`augment`; :meth:`forward` checks the input,
+    handles the identity case and resolves the seeds for all of them.
     """
 
     random = True
@@ -54,6 +55,32 @@ class Augmentation(Stage):
                 f"{type(self).__name__}: seeds must have shape ({x.shape[0]},), got {tuple(seeds.shape)}"
             )
         return seeds.to(device=x.device, dtype=torch.int64)
+
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        seeds: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Check the input, return it unchanged (padding zeroed) when nothing is drawn, else :meth:`augment`.
+
+        Args: ``seeds`` (int64 ``(B,)``) fix each item's draws; otherwise they come from ``generator``.
+        """
+        prepare = prepare_waveform if self.input_kind == "waveform" else prepare_features
+        x, given = prepare(x, lengths, type(self).__name__)
+        resolved = full_lengths(x) if given is None else given
+        if not self.draws_randomness():
+            return zero_padding(x, given), resolved
+        return self.augment(x, given, resolved, self.resolve_seeds(seeds, generator, x))
+
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Apply the stage to a checked batch. ``given`` are the caller's lengths (``None``: all valid),
+        ``lengths`` the same resolved to a tensor, ``seeds`` one per item."""
+        raise NotImplementedError
 
     def applied(self, seeds: Tensor) -> Tensor:
         """``(B,)`` bool: whether each item is augmented (probability ``p``, stream 0)."""

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.augment.augmentation import Augmentation, uniform_int
-from mmtorch.audio.stage import prepare_waveform, zero_padding
-from mmtorch.masks import full_lengths
+from mmtorch.audio.stage import zero_padding
 
 __all__ = ["RandomCrop"]
 
@@ -50,20 +49,10 @@ class RandomCrop(Augmentation):
         """``start`` (int64 ``(B,)``): first kept sample of each item (0 for items not cropped)."""
         return {"start": uniform_int(seeds, 1, (lengths - self.max_samples).clamp(min=0), stream=1)[:, 0]}
 
-    def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        seeds: Tensor | None = None,
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
     ) -> tuple[Tensor, Tensor]:
-        x, lengths = prepare_waveform(x, lengths, "RandomCrop")
-        given = lengths
-        lengths = full_lengths(x) if lengths is None else lengths
-        if not self.draws_randomness():
-            return zero_padding(x, given), lengths
-        start = self.make_params(self.resolve_seeds(seeds, generator, x), lengths)["start"]
+        start = self.make_params(seeds, lengths)["start"]
         size = min(x.shape[-1], self.max_samples)
         source = (start[:, None] + torch.arange(size, device=x.device)[None, :]).clamp(
             max=max(x.shape[-1] - 1, 0)

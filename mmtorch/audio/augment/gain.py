@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.augment.augmentation import Augmentation, check_range, uniform_range
-from mmtorch.audio.stage import prepare_waveform, zero_padding
-from mmtorch.masks import full_lengths
+from mmtorch.audio.stage import zero_padding
 
 __all__ = ["Gain", "PolarityInversion"]
 
@@ -37,21 +36,11 @@ class Gain(Augmentation):
         gain_db = uniform_range(seeds, self.min_db, self.max_db, stream=1, dtype=torch.float64)
         return {"apply": apply, "gain_db": torch.where(apply, gain_db, gain_db.new_zeros(()))}
 
-    def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        seeds: Tensor | None = None,
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
     ) -> tuple[Tensor, Tensor]:
-        x, lengths = prepare_waveform(x, lengths, "Gain")
-        out_lengths = full_lengths(x) if lengths is None else lengths
-        if not self.draws_randomness():
-            return zero_padding(x, lengths), out_lengths
-        params = self.make_params(self.resolve_seeds(seeds, generator, x))
-        scale = torch.pow(10.0, params["gain_db"] / 20.0).to(x.dtype)
-        return zero_padding(x * scale[:, None], lengths), out_lengths
+        scale = torch.pow(10.0, self.make_params(seeds)["gain_db"] / 20.0).to(x.dtype)
+        return zero_padding(x * scale[:, None], given), lengths
 
     def extra_repr(self) -> str:
         return f"min_db={self.min_db:g}, max_db={self.max_db:g}, p={self.p:g}"
@@ -73,21 +62,11 @@ class PolarityInversion(Augmentation):
         """``apply`` (bool ``(B,)``): which items are negated."""
         return {"apply": self.applied(seeds)}
 
-    def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        seeds: Tensor | None = None,
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
     ) -> tuple[Tensor, Tensor]:
-        x, lengths = prepare_waveform(x, lengths, "PolarityInversion")
-        out_lengths = full_lengths(x) if lengths is None else lengths
-        if not self.draws_randomness():
-            return zero_padding(x, lengths), out_lengths
-        apply = self.make_params(self.resolve_seeds(seeds, generator, x))["apply"]
-        sign = 1.0 - 2.0 * apply.to(x.dtype)
-        return zero_padding(x * sign[:, None], lengths), out_lengths
+        sign = 1.0 - 2.0 * self.make_params(seeds)["apply"].to(x.dtype)
+        return zero_padding(x * sign[:, None], given), lengths
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}"

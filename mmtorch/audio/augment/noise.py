@@ -10,8 +10,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.augment.augmentation import Augmentation, check_range, uniform_int, uniform_range
-from mmtorch.audio.stage import prepare_waveform, zero_padding
-from mmtorch.masks import full_lengths, lengths_to_mask
+from mmtorch.masks import lengths_to_mask
 from mmtorch.random import uniform
 
 __all__ = ["AddNoise", "mix_at_snr", "pink_noise", "white_noise"]
@@ -242,21 +241,9 @@ class AddNoise(Augmentation):
         positions = self.bank_offsets[index][:, None] + (params["start"][:, None] + t) % bank_lengths
         return self.bank[positions].to(dtype)
 
-    def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        seeds: Tensor | None = None,
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Args: ``seeds`` (int64 ``(B,)``) fix each item's noise and SNR; otherwise drawn from ``generator``."""
-        x, lengths = prepare_waveform(x, lengths, "AddNoise")
-        given = lengths
-        lengths = full_lengths(x) if lengths is None else lengths
-        if not self.draws_randomness():
-            return zero_padding(x, given), lengths
-        seeds = self.resolve_seeds(seeds, generator, x)
         params = self.make_params(seeds, lengths)
         noise = self.make_noise(seeds, params, x.shape[-1], x.dtype)
         noise = torch.where(params["apply"][:, None], noise, noise.new_zeros(()))

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.augment.augmentation import Augmentation, uniform_int
-from mmtorch.audio.stage import prepare_waveform, zero_padding
-from mmtorch.masks import full_lengths
+from mmtorch.audio.stage import zero_padding
 
 __all__ = ["TimeShift"]
 
@@ -67,20 +66,10 @@ class TimeShift(Augmentation):
         shift = uniform_int(seeds, 1, 2 * bound, stream=1)[:, 0] - bound
         return {"apply": apply, "shift": torch.where(apply, shift, shift.new_zeros(()))}
 
-    def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        seeds: Tensor | None = None,
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
     ) -> tuple[Tensor, Tensor]:
-        x, lengths = prepare_waveform(x, lengths, "TimeShift")
-        given = lengths
-        lengths = full_lengths(x) if lengths is None else lengths
-        if not self.draws_randomness():
-            return zero_padding(x, given), lengths
-        shift = self.make_params(self.resolve_seeds(seeds, generator, x), lengths)["shift"]
+        shift = self.make_params(seeds, lengths)["shift"]
         source = torch.arange(x.shape[-1], device=x.device)[None, :] - shift[:, None]
         if self.mode == "circular":
             source = source % lengths.clamp(min=1)[:, None]

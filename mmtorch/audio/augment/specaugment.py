@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.augment.augmentation import Augmentation, uniform_int
-from mmtorch.audio.stage import prepare_features, zero_padding
-from mmtorch.masks import full_lengths
+from mmtorch.audio.stage import zero_padding
 
 __all__ = ["SpecAugment"]
 
@@ -129,22 +128,12 @@ class SpecAugment(Augmentation):
             "num_time_masks": torch.where(apply, count, zero),
         }
 
-    def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        seeds: Tensor | None = None,
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
     ) -> tuple[Tensor, Tensor]:
-        x, lengths = prepare_features(x, lengths, "SpecAugment")
-        given = lengths
-        lengths = full_lengths(x) if lengths is None else lengths
         x = zero_padding(x, given)
-        if not self.draws_randomness():
-            return x, lengths
         num_features, frames = x.shape[1:]
-        params = self.make_params(self.resolve_seeds(seeds, generator, x), lengths, num_features)
+        params = self.make_params(seeds, lengths, num_features)
         masked = (
             _band_mask(params["freq_start"], params["freq_width"], num_features)[:, :, None]
             | _band_mask(params["time_start"], params["time_width"], frames)[:, None, :]

@@ -10,8 +10,7 @@ import torchaudio.functional
 from torch import Tensor
 
 from mmtorch.audio.augment.augmentation import Augmentation, uniform_int
-from mmtorch.audio.stage import prepare_waveform, zero_padding
-from mmtorch.masks import full_lengths
+from mmtorch.audio.stage import zero_padding
 
 __all__ = ["SpeedPerturb", "speed_perturbed_length"]
 
@@ -122,22 +121,10 @@ class SpeedPerturb(Augmentation):
         choices = [speed_perturbed_length(lengths, f, self.sample_rate) for f in self.factors]
         return torch.stack([*choices, lengths]).gather(0, index[None])[0]
 
-    def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        seeds: Tensor | None = None,
+    def augment(
+        self, x: Tensor, given: Tensor | None, lengths: Tensor, seeds: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Args: ``seeds`` (int64 ``(B,)``) fix each item's factor; otherwise drawn from ``generator``."""
-        x, lengths = prepare_waveform(x, lengths, "SpeedPerturb")
-        given = lengths
-        lengths = full_lengths(x) if lengths is None else lengths
         x = zero_padding(x, given)
-        if not self.draws_randomness():
-            return x, lengths
-        seeds = self.resolve_seeds(seeds, generator, x)
         out_lengths = self.output_lengths(lengths, seeds)
         index = self.make_params(seeds)["index"]
         # One host read for the grouping and the output size.
