@@ -13,13 +13,10 @@ On CPU and, when there is one, on CUDA.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
-import torchaudio
 
 from mmtorch.audio import (
     AddNoise,
@@ -32,34 +29,13 @@ from mmtorch.audio import (
     TimeShift,
     frontend,
 )
+from mmtorch.bench import machine, timed
 from mmtorch.demo import synthetic_speech
 
 
-def timed(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"CPU: {cpu}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchaudio {torchaudio.__version__}"
-    if torch.cuda.is_available():
-        text += f"; GPU: {torch.cuda.get_device_name()}"
-    return text
+def timed_median(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
+    """Median seconds per call (these tables report medians)."""
+    return timed(fn, repeats, cuda, reduce=statistics.median)
 
 
 def typical_augmentation() -> tuple[Chain, SpecAugment]:
@@ -92,7 +68,7 @@ def main() -> None:
         x, n = batch.to(device), lengths.to(device)
         seeds = torch.arange(x.shape[0], device=device)
         fe = frontend("whisper").to(device)
-        t_fe = timed(lambda fe=fe, x=x, n=n: fe(x, n), args.repeats, cuda)
+        t_fe = timed_median(lambda fe=fe, x=x, n=n: fe(x, n), args.repeats, cuda)
         feats, frames = fe(x, n)
         rows.append((where, 'frontend("whisper") alone', "auto", t_fe, None))
 
@@ -114,14 +90,14 @@ def main() -> None:
             if getattr(stage, "random_length", False) and not chain_sizes_random_lengths:
                 strategy = "batch"
             chain = Chain(stage, strategy=strategy).to(device).train()
-            t = timed(lambda c=chain, i=inp, k=inp_n, s=seeds: c(i, k, seeds=s), args.repeats, cuda)
+            t = timed_median(lambda c=chain, i=inp, k=inp_n, s=seeds: c(i, k, seeds=s), args.repeats, cuda)
             rows.append((where, name, strategy, t, t / t_fe))
 
         waveform, spec = typical_augmentation()
         waveform, spec = waveform.to(device), spec.to(device)
         if chain_sizes_random_lengths or cuda:
             whole = Chain(waveform, fe, spec).train()
-            t_whole = timed(lambda w=whole, x=x, n=n, s=seeds: w(x, n, seeds=s), args.repeats, cuda)
+            t_whole = timed_median(lambda w=whole, x=x, n=n, s=seeds: w(x, n, seeds=s), args.repeats, cuda)
             rows.append(
                 (where, "Chain(augmentation, frontend, SpecAugment)", "auto", t_whole, t_whole / t_fe - 1)
             )
@@ -134,7 +110,7 @@ def main() -> None:
                 f, k = fe(y, m)
                 spec(f, k, seeds=seeds)
 
-            t_sep = timed(separate, args.repeats, cuda)
+            t_sep = timed_median(separate, args.repeats, cuda)
             rows.append(
                 (where, "augmentation → frontend → SpecAugment", "batch, auto, auto", t_sep, t_sep / t_fe - 1)
             )

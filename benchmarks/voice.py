@@ -12,9 +12,7 @@ report from Praat's on every utterance.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,39 +24,16 @@ import torch
 from parselmouth.praat import call
 
 from mmtorch.audio.voice import VoiceFeatures, egemaps, voice_report
+from mmtorch.bench import machine, timed
 from mmtorch.demo import synthetic_speech
 
+
+def timed_median(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
+    """Median seconds per call (these tables report medians)."""
+    return timed(fn, repeats, cuda, reduce=statistics.median)
+
+
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-
-
-def timed(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = (
-        f"CPU: {cpu}, {torch.get_num_threads()} torch thread(s); torch {torch.__version__}, "
-        f"opensmile {opensmile.__version__}, parselmouth {parselmouth.__version__} (Praat {parselmouth.PRAAT_VERSION})"
-    )
-    if torch.cuda.is_available():
-        text += f"; GPU: {torch.cuda.get_device_name()}"
-    return text
 
 
 def praat_report(x: np.ndarray, sr: int) -> dict[str, float]:
@@ -105,11 +80,11 @@ def main() -> None:
     rows: list[tuple[str, str, float, str]] = []
 
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02)
-    t_smile = timed(
+    t_smile = timed_median(
         lambda: [smile.process_signal(x.astype(np.float32), 16000) for x in numpy_items], args.repeats
     )
     rows.append(("openSMILE eGeMAPSv02 functionals (88)", "per item (loop), 1 core", t_smile, "reference"))
-    t_praat = timed(lambda: [praat_report(x, 16000) for x in numpy_items], args.repeats)
+    t_praat = timed_median(lambda: [praat_report(x, 16000) for x in numpy_items], args.repeats)
     rows.append(("Praat voice report (parselmouth)", "per item (loop), 1 core", t_praat, "reference"))
 
     # mmtorch, batched, against Praat on every utterance
@@ -127,12 +102,12 @@ def main() -> None:
         f"F1–F3 {max(worst['f1_mean_hz'], worst['f2_mean_hz'], worst['f3_mean_hz']):.1e}; "
         f"HNR max abs {worst['hnr_db']:.2f} dB"
     )
-    t_report = timed(lambda: voice_report(batch, lengths, 16000), args.repeats)
+    t_report = timed_median(lambda: voice_report(batch, lengths, 16000), args.repeats)
     rows.append(("**mmtorch** `voice_report`", "padded batch, CPU", t_report, summary))
     features = VoiceFeatures(16000)
-    t_features = timed(lambda: features(batch32, lengths), args.repeats)
+    t_features = timed_median(lambda: features(batch32, lengths), args.repeats)
     rows.append(("**mmtorch** `VoiceFeatures` (30 LLDs)", "padded batch, CPU", t_features, "LLDs per frame"))
-    t_egemaps = timed(lambda: egemaps(batch32, lengths, 16000), args.repeats)
+    t_egemaps = timed_median(lambda: egemaps(batch32, lengths, 16000), args.repeats)
     rows.append(("**mmtorch** `egemaps` (88)", "padded batch, CPU", t_egemaps, "eGeMAPS-like functionals"))
     spectral = VoiceFeatures(
         16000,
@@ -149,7 +124,7 @@ def main() -> None:
             "mfcc4",
         ],
     )
-    t_spectral = timed(lambda: spectral(batch32, lengths), args.repeats)
+    t_spectral = timed_median(lambda: spectral(batch32, lengths), args.repeats)
     rows.append(
         (
             "**mmtorch** `VoiceFeatures`, spectral LLDs + F0 only",
@@ -162,7 +137,7 @@ def main() -> None:
     if torch.cuda.is_available():
         dev_batch, dev_lengths = batch32.cuda(), lengths.cuda()
         features_gpu = VoiceFeatures(16000).cuda()
-        t_gpu = timed(lambda: features_gpu(dev_batch, dev_lengths), args.repeats, cuda=True)
+        t_gpu = timed_median(lambda: features_gpu(dev_batch, dev_lengths), args.repeats, cuda=True)
         rows.append(
             (
                 "**mmtorch** `VoiceFeatures` (30 LLDs)",
@@ -171,12 +146,16 @@ def main() -> None:
                 "",
             )
         )
-        t_gpu_report = timed(lambda: voice_report(dev_batch, dev_lengths, 16000), args.repeats, cuda=True)
+        t_gpu_report = timed_median(
+            lambda: voice_report(dev_batch, dev_lengths, 16000), args.repeats, cuda=True
+        )
         rows.append(
             ("**mmtorch** `voice_report`", f"padded batch, {torch.cuda.get_device_name()}", t_gpu_report, "")
         )
 
-    print(f"{len(items)} utterances, {total:.1f} s of audio at 16 kHz. {machine()}\n")
+    print(
+        f"{len(items)} utterances, {total:.1f} s of audio at 16 kHz. {machine(f'opensmile {opensmile.__version__}, parselmouth {parselmouth.__version__} (Praat {parselmouth.PRAAT_VERSION})')}\n"
+    )
     print("| system | how | time (s) | audio s / s | vs openSMILE | parity |")
     print("|---|---|---|---|---|---|")
     for system, how, seconds, note in rows:

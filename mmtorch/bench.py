@@ -25,10 +25,13 @@ from mmtorch.demo import synthetic_speech
 __all__ = ["frontend_table", "machine", "timed"]
 
 
-def timed(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
-    """Best of ``repeats`` runs after a warm-up: the least disturbed measurement on a shared machine."""
+def timed(
+    fn: Callable[[], object], repeats: int, cuda: bool = False, reduce: Callable[[list[float]], float] = min
+) -> float:
+    """Seconds per call over ``repeats`` runs after a warm-up, reduced by ``reduce``: the best (default,
+    the least disturbed measurement on a shared machine) or e.g. ``statistics.median``."""
     fn()
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         if cuda:
             torch.cuda.synchronize()
@@ -36,12 +39,12 @@ def timed(fn: Callable[[], object], repeats: int, cuda: bool = False) -> float:
         fn()
         if cuda:
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+        times.append(time.perf_counter() - start)
+    return reduce(times)
 
 
-def machine() -> str:
-    """CPU model, torch threads, library versions, and the GPU when there is one."""
+def machine(libraries: str = "") -> str:
+    """CPU model, torch threads, library versions (plus ``libraries``), and the GPU when there is one."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -53,6 +56,8 @@ def machine() -> str:
         import librosa
 
         text += f", librosa {librosa.__version__}"
+    if libraries:
+        text += f", {libraries}"
     if torch.cuda.is_available():
         text += f"; GPU: {torch.cuda.get_device_name()}"
     return text
