@@ -137,6 +137,17 @@ def test_missing_manifest_and_bad_policy(tmp_path) -> None:
         ManifestDataset([], on_error="ignore")
 
 
+def test_mp3_where_libsndfile_supports_it(tmp_path) -> None:
+    if "MP3" not in soundfile.available_formats():
+        pytest.skip(f"libsndfile {soundfile.__libsndfile_version__} has no MP3 support")
+    wave = speechlike(16000).numpy()
+    soundfile.write(tmp_path / "x.mp3", wave, 16000, format="MP3")
+    ds = ManifestDataset([{"audio": str(tmp_path / "x.mp3"), "text": "mp3", "label": "a"}])
+    decoded, _ = soundfile.read(tmp_path / "x.mp3", dtype="float32")
+    np.testing.assert_array_equal(ds[0]["audio"].numpy(), decoded)
+    assert ds.durations[0] == pytest.approx(len(decoded) / 16000, abs=0.05)
+
+
 def test_load_audio_partial(tmp_path) -> None:
     wave = speechlike(32000).numpy()
     soundfile.write(tmp_path / "x.flac", wave, 16000)
