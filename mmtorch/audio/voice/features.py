@@ -40,10 +40,7 @@ from mmtorch.masks import full_lengths, lengths_to_mask
 
 __all__ = ["VOICE_FEATURES", "VoiceAnalysis", "VoiceFeatures", "length_groups"]
 
-VOICE_FEATURES: tuple[str, ...] = (
-    "F0_Hz",
-    "voiced",
-    "F0_semitones",
+_SPECTRAL_NAMES: tuple[str, ...] = (
     "intensity_dB",
     "loudness",
     "zcr",
@@ -61,6 +58,13 @@ VOICE_FEATURES: tuple[str, ...] = (
     "mfcc2",
     "mfcc3",
     "mfcc4",
+)
+
+VOICE_FEATURES: tuple[str, ...] = (
+    "F0_Hz",
+    "voiced",
+    "F0_semitones",
+    *_SPECTRAL_NAMES,
     "HNR_dB",
     "jitter_local",
     "shimmer_local",
@@ -230,25 +234,7 @@ class VoiceFeatures(Stage):
         rows["F0_semitones"] = torch.where(
             pitch.voiced, 12.0 * torch.log2(pitch.f0.clamp(min=1e-9) / 27.5), 0.0
         )
-        if wanted & {
-            "intensity_dB",
-            "loudness",
-            "zcr",
-            "spectral_centroid",
-            "spectral_bandwidth",
-            "spectral_rolloff",
-            "spectral_flatness",
-            "spectral_entropy",
-            "spectral_flux",
-            "alpha_ratio",
-            "hammarberg_index",
-            "slope_0_500",
-            "slope_500_1500",
-            "mfcc1",
-            "mfcc2",
-            "mfcc3",
-            "mfcc4",
-        }:
+        if wanted & set(_SPECTRAL_NAMES):
             rows.update(self._spectral(x64, lengths, times))
         harmonicity = None
         if wanted & _PERIODICITY:
