@@ -366,7 +366,7 @@ class ZeroCrossingRate(_CentredFrameStage):
         return super().extra_repr() + f", threshold={self.threshold:g}"
 
 
-_SPECTRAL = (
+SPECTRAL_DESCRIPTORS = (
     "spectral_centroid",
     "spectral_bandwidth",
     "spectral_rolloff",
@@ -416,9 +416,9 @@ class SpectralDescriptors(Stage):
     ) -> None:
         super().__init__()
         features = list(features)
-        unknown = [f for f in features if f not in _SPECTRAL]
+        unknown = [f for f in features if f not in SPECTRAL_DESCRIPTORS]
         if unknown or not features:
-            raise ValueError(f"unknown spectral features {unknown}; choose from {_SPECTRAL}")
+            raise ValueError(f"unknown spectral features {unknown}; choose from {SPECTRAL_DESCRIPTORS}")
         if not 0.0 < roll_percent < 1.0:
             raise ValueError(f"roll_percent must lie in (0, 1), got {roll_percent}")
         self.sample_rate = float(sample_rate)
@@ -436,7 +436,7 @@ class SpectralDescriptors(Stage):
     @staticmethod
     def available() -> tuple[str, ...]:
         """Every feature name this stage knows."""
-        return _SPECTRAL
+        return SPECTRAL_DESCRIPTORS
 
     @property
     def feature_names(self) -> list[str]:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, validation, zero_padding
 from mmtorch.audio.voice.descriptors import (
+    SPECTRAL_DESCRIPTORS,
     EGeMAPSDescriptors,
     spectral_bandwidth,
     spectral_centroid,
@@ -44,16 +45,7 @@ _SPECTRAL_NAMES: tuple[str, ...] = (
     "intensity_dB",
     "loudness",
     "zcr",
-    "spectral_centroid",
-    "spectral_bandwidth",
-    "spectral_rolloff",
-    "spectral_flatness",
-    "spectral_entropy",
-    "spectral_flux",
-    "alpha_ratio",
-    "hammarberg_index",
-    "slope_0_500",
-    "slope_500_1500",
+    *SPECTRAL_DESCRIPTORS,
     "mfcc1",
     "mfcc2",
     "mfcc3",
