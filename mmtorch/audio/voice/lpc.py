@@ -43,8 +43,9 @@ def lpc_burg(frames: Tensor, order: int) -> tuple[Tensor, Tensor]:
     b2 = x[:, 1:].clone()  # backward errors  (Praat's b2[1..n-1])
     for i in range(1, order + 1):
         length = n - i
-        num = (b1[:, :length] * b2[:, :length]).sum(dim=1)
-        den = (b1[:, :length].square() + b2[:, :length].square()).sum(dim=1)
+        f, g = b1[:, None, :length], b2[:, :length, None]  # batched dot products, no temporaries
+        num = torch.bmm(f, g)[:, 0, 0]
+        den = torch.bmm(f, f.mT)[:, 0, 0] + torch.bmm(g.mT, g)[:, 0, 0]
         alive = alive & (den > 0)
         k = torch.where(alive, 2.0 * num / torch.where(den > 0, den, 1.0), 0.0)
         xms = torch.where(alive, xms * (1.0 - k.square()), xms)
@@ -53,11 +54,11 @@ def lpc_burg(frames: Tensor, order: int) -> tuple[Tensor, Tensor]:
         a[:, : i - 1] = torch.where(alive[:, None], previous - k[:, None] * previous.flip(1), previous)
         a[:, i - 1] = k
         if i < order:
-            b1_old = b1[:, : length - 1]
-            b2_old = b2[:, : length - 1]
-            new_b1 = b1_old - k[:, None] * b2_old
-            new_b2 = b2[:, 1:length] - k[:, None] * b1[:, 1:length]
-            b1, b2 = new_b1, new_b2
+            minus_k = -k[:, None]
+            b1, b2 = (
+                torch.addcmul(b1[:, : length - 1], b2[:, : length - 1], minus_k),
+                torch.addcmul(b2[:, 1:length], b1[:, 1:length], minus_k),
+            )
     return a.reshape(*shape, order), xms.reshape(shape)
 
 

@@ -96,51 +96,65 @@ def sinc_interpolate(r: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor
     Returns:
         ``(P,)``.
     """
-    block = max(1, _BLOCK_ELEMENTS // (2 * depth))
-    if lag.shape[0] > block:
-        return torch.cat(
-            [
-                _sinc_block(r, rows[i : i + block], lag[i : i + block], depth)
-                for i in range(0, lag.shape[0], block)
-            ]
-        )
-    return _sinc_block(r, rows, lag, depth)
-
-
-def _sinc_block(r: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:
     big = r.shape[-1] - 1
-    base = torch.floor(lag)
-    frac = (lag - base)[:, None]
-    base_i = base.to(torch.int64)
-    eff = torch.clamp(big - base_i, max=depth)[:, None]  # samples available right of the point
-    effd = eff.to(lag.dtype)
-    k = torch.arange(1 - depth, depth + 1, device=r.device)
-    flat = r.reshape(-1)
-    index = (base_i[:, None] + k).abs().clamp(max=big) + (rows * (big + 1))[:, None]
-    values = flat[index] * ((k >= 1 - eff) & (k <= eff))  # (P, 2D), zero beyond the usable depth
-    kf = k.to(lag.dtype)
-    a = math.pi * (frac - kf)  # pi * (lag - tap)
-    # sin(pi (lag - tap)) = (-1)^k sin(pi frac) left of the point and (-1)^k sin(pi (1 - frac)) right of
-    # it: two sines per point, each from its own small argument as in Praat (sin(pi frac) loses digits as
-    # frac -> 1). At a sample (frac = 0) the kernel is 0/0; the sample itself replaces the result below.
-    sign = 1.0 - 2.0 * (k.remainder(2)).to(lag.dtype)
-    sine = torch.cat(
-        (torch.sin(math.pi * frac).expand(-1, depth), torch.sin(math.pi * (1.0 - frac)).expand(-1, depth)),
+    # Row m of the table holds (-1)^lag r[m] at lags -depth .. R + depth: mirrored left of lag 0 (the
+    # sequence is symmetric), zeros right of R (Praat's depth cut leaves those taps out anyway), so each
+    # point's taps are one contiguous slice. The sign is the (-1)^k of sin(pi (lag - k)) (see _sinc_block).
+    mirrored = min(depth, big)
+    table = torch.cat(
+        (
+            r.new_zeros(r.shape[0], depth - mirrored),
+            r[:, 1 : mirrored + 1].flip(-1),
+            r,
+            r.new_zeros(r.shape[0], depth),
+        ),
         dim=1,
     )
-    kernel = (sine * sign).div_(a)
-    # The window's half-width differs left (k <= 0) and right (k >= 1) of the point.
-    inv_width = torch.cat(
-        ((1.0 / (frac + effd)).expand(-1, depth), (1.0 / (effd + 1.0 - frac)).expand(-1, depth)), dim=1
-    )
-    window = torch.cos(a.mul_(inv_width)).mul_(0.5).add_(0.5)
-    out = (kernel.mul_(window).mul_(values)).sum(dim=-1)
+    table[:, (depth + 1) % 2 :: 2] *= -1.0  # column c is lag c - depth
+    taps = table.unfold(1, 2 * depth, 1)  # taps[m, i] = lags i - depth + 1 .. i + depth
+    block = max(1, _BLOCK_ELEMENTS // (2 * depth))
+    parts = [
+        _sinc_block(r, taps, rows[i : i + block], lag[i : i + block], depth)
+        for i in range(0, max(1, lag.shape[0]), block)
+    ]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _sinc_block(r: Tensor, taps: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:
+    big = r.shape[-1] - 1
+    points = lag.shape[0]
+    base = torch.floor(lag)
+    frac = lag - base
+    base_i = base.to(torch.int64)
+    eff = torch.clamp(big - base_i, max=depth)  # samples available right of the point
+    effd = eff.to(lag.dtype)
+    values = taps[rows, base_i + 1]  # (P, 2D): (-1)^(base + k) r at lags base + k, k = 1 - depth .. depth
+    # Near the end Praat cuts the depth on the left too: mask those taps (few points, or all of them when
+    # the depth reaches the end of every sequence).
+    k = torch.arange(1 - depth, depth + 1, device=r.device)
+    cut = (eff < depth).nonzero(as_tuple=True)[0]
+    if 4 * cut.numel() > points:
+        values.mul_(k >= 1 - eff[:, None])
+    elif cut.numel():
+        values[cut] = values[cut] * (k >= 1 - eff[cut, None])
+    a = (math.pi * frac)[:, None] - math.pi * k.to(lag.dtype)  # pi * (lag - tap)
+    # The raised-cosine window; its half-width differs left (k <= 0) and right (k >= 1) of the point.
+    inv_width = torch.stack((1.0 / (frac + effd), 1.0 / (effd + 1.0 - frac)), dim=1)[..., None]
+    window = torch.mul(a.view(points, 2, depth), inv_width).cos_().add_(1.0)
+    # sin(pi (lag - tap)) = (-1)^k sin(pi frac) left of the point and (-1)^k sin(pi (1 - frac)) right of
+    # it: two sines per point, each from its own small argument as in Praat (sin(pi frac) loses digits as
+    # frac -> 1); the (-1)^k is in the table. At a sample (frac = 0) the kernel is 0/0; the sample itself
+    # replaces the result below.
+    halves = torch.linalg.vecdot(values.div_(a).view(points, 2, depth), window)  # (P, 2)
+    sines = torch.stack((torch.sin(math.pi * frac), torch.sin(math.pi * (1.0 - frac))), dim=1)
+    out = 0.5 * (1.0 - 2.0 * base_i.remainder(2).to(lag.dtype)) * (halves * sines).sum(dim=1)
     # Near the end of the sequence Praat's depth drops below 3 and it switches to cubic (2), linear (1)
     # or nearest-sample (0) interpolation.
+    flat = r.reshape(-1)
     left_, mid_l, mid_r, right_ = (
         flat[(base_i + o).abs().clamp(max=big) + rows * (big + 1)] for o in (-1, 0, 1, 2)
     )
-    fil = frac[:, 0]
+    fil = frac
     fir = 1.0 - fil
     dyl = 0.5 * (mid_r - left_)
     dyr = 0.5 * (right_ - mid_l)
@@ -151,8 +165,7 @@ def _sinc_block(r: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:
     )
     linear = mid_l + fil * (mid_r - mid_l)
     nearest = torch.where(fil < 0.5, mid_l, mid_r)
-    eff1 = eff[:, 0]
-    out = torch.where(eff1 >= 3, out, torch.where(eff1 == 2, cubic, torch.where(eff1 == 1, linear, nearest)))
+    out = torch.where(eff >= 3, out, torch.where(eff == 2, cubic, torch.where(eff == 1, linear, nearest)))
     # The interpolant passes through the samples (Praat returns them exactly).
     return torch.where(fil == 0, mid_l, out)
 

@@ -163,17 +163,23 @@ def _max_correlation(
     seg1 = torch.where(valid1, seg1, 0.0)
     span_len = kmax + wmax
     span = gather_row_windows(x, lengths, rows, ileft2min, span_len)
-    pos2 = ileft2min[:, None] + torch.arange(span_len, device=x.device)
-    valid2 = ((pos2 >= 0) & (pos2 < n[:, None])).to(x.dtype)
-    # Pairs with either sample outside the sound are skipped in all three sums.
+    # Pairs with either sample outside the sound are skipped in all three sums. The samples inside the
+    # sound are one run in each window, so the two energies are differences of running sums.
     windows = span.unfold(1, wmax, 1)[:, : kmax + 1]  # (q, lags, window) view
-    inside2 = valid2.unfold(1, wmax, 1)[:, : kmax + 1]
-    weight1 = valid1.to(x.dtype)[:, None, :]
     product = (windows * seg1[:, None, :]).sum(dim=-1)
-    norm2 = (windows.square() * weight1).sum(dim=-1)
-    norm1 = (inside2 * seg1.square()[:, None, :]).sum(dim=-1)
-    r = torch.where(product != 0, product / torch.sqrt(norm1 * norm2).clamp(min=1e-300), 0.0)
     lag = torch.arange(kmax + 1, device=x.device)
+    first1 = (-ileft1).clamp(0, wmax)[:, None]
+    stop1 = torch.minimum(w, n - ileft1)[:, None].clamp(min=first1)
+    first2 = (-ileft2min).clamp(min=0)[:, None]
+    stop2 = (n - ileft2min)[:, None]
+    running2 = torch.nn.functional.pad(span.square().cumsum(dim=1), (1, 0))
+    norm2 = running2.gather(1, lag + stop1) - running2.gather(1, lag + first1)
+    running1 = torch.nn.functional.pad(seg1.square().cumsum(dim=1), (1, 0))
+    lo = (first2 - lag).clamp(0, wmax)
+    hi = (stop2 - lag).clamp(0, wmax)
+    norm1 = running1.gather(1, hi.clamp(min=lo)) - running1.gather(1, lo)
+    norm1, norm2 = norm1.clamp(min=0.0), norm2.clamp(min=0.0)
+    r = torch.where(product != 0, product / torch.sqrt(norm1 * norm2).clamp(min=1e-300), 0.0)
     r = torch.where(lag < k[:, None], r, math.nan)[:, :kmax]
     # Praat's scan: r3 = R[j], r2 = R[j - 1], r1 = R[j - 2], with R[-1] = R[-2] = 0.
     ext = torch.cat((r.new_zeros(q, 2), r), dim=1)  # ext[m] = R[m - 2]
