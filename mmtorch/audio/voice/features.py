@@ -86,6 +86,28 @@ def length_groups(lengths: Tensor, size: int) -> list[tuple[Tensor, int]]:
     return [(order[i : i + size].to(lengths.device), int(ordered[i])) for i in range(0, len(ordered), size)]
 
 
+def _merge_tracks(tracks: list[tuple[Tensor, PitchTrack]], batch: int, n: int) -> PitchTrack:
+    """One :class:`PitchTrack` for the batch from the tracks of groups of its items."""
+    first = tracks[0][1]
+    f0 = first.f0.new_zeros(batch, n)
+    strength, times = torch.zeros_like(f0), torch.zeros_like(f0)
+    voiced = torch.zeros(batch, n, dtype=torch.bool, device=f0.device)
+    lengths = torch.zeros(batch, dtype=torch.int64, device=f0.device)
+    for rows, track in tracks:
+        width = track.f0.shape[1]
+        f0[rows, :width], strength[rows, :width] = track.f0, track.strength
+        voiced[rows, :width], times[rows, :width] = track.voiced, track.times
+        lengths[rows] = track.lengths
+    return PitchTrack(f0, strength, voiced, times, lengths, first.time_step)
+
+
+class _FrameRows(NamedTuple):
+    pitch: PitchTrack
+    rows: dict[str, Tensor]
+    harmonicity: HarmonicityTrack | None
+    formants: FormantTrack | None
+
+
 class VoiceAnalysis(NamedTuple):
     """Everything :class:`VoiceFeatures` computed for a batch.
 
@@ -187,11 +209,23 @@ class VoiceFeatures(Stage):
         frames = self.output_lengths(lengths)
         n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
         out = x.new_zeros(x.shape[0], len(self.features), n)
+        x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+        tracks = []
         with validation(False):
             for rows, size in groups:
-                y = self.analyse(x[rows, :size], lengths[rows]).features
-                out[rows, :, : y.shape[-1]] = y
-        return out, frames
+                analysis = self._frame_rows(x64[rows, :size], lengths[rows])
+                tracks.append((rows, analysis.pitch))
+                for i, name in enumerate(self.features):
+                    if name in analysis.rows:
+                        out[rows, i, : analysis.pitch.f0.shape[1]] = analysis.rows[name].to(x.dtype)
+        if set(self.features) & _PERTURBATION:
+            # The pulse walk steps through time once for the whole batch: its cost is mostly per step.
+            pitch = _merge_tracks(tracks, x.shape[0], n)
+            values = self._perturbation_rows(x64, lengths, pitch)[1]
+            for i, name in enumerate(self.features):
+                if name in values:
+                    out[:, i] = values[name].to(x.dtype)
+        return zero_padding(out, frames), frames
 
     def _groups(self, x: Tensor, lengths: Tensor | None) -> list[tuple[Tensor, int]] | None:
         """Groups of items of similar length for the ``"items"`` strategy (``None``: one padded batch)."""
@@ -213,13 +247,24 @@ class VoiceFeatures(Stage):
             else given
         )
         x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+        frame = self._frame_rows(x64, lengths)
+        pulses, perturbation = self._perturbation_rows(x64, lengths, frame.pitch)
+        rows = {**frame.rows, **perturbation}
+        frames = frame.pitch.lengths
+        valid = lengths_to_mask(frames, frame.pitch.f0.shape[1])
+        y = torch.stack([rows[name] for name in self.features], dim=1)
+        y = torch.where(valid[:, None, :], y, 0.0).to(dtype)
+        return VoiceAnalysis(
+            zero_padding(y, frames), frames, frame.pitch, pulses, frame.harmonicity, frame.formants
+        )
+
+    def _frame_rows(self, x64: Tensor, lengths: Tensor) -> _FrameRows:
+        """The pitch track and every row but jitter and shimmer (float64 ``(B, N)`` each)."""
         sr = self.sample_rate
         pitch = pitch_ac(x64, lengths, sr, self.time_step, self.floor, self.ceiling)
-        frames = pitch.lengths
-        n = pitch.f0.shape[1]
-        valid = lengths_to_mask(frames, n)
         times = pitch.times
         rows: dict[str, Tensor] = {}
+        harmonicity = formants = None
         wanted = set(self.features)
         rows["F0_Hz"] = pitch.f0
         rows["voiced"] = pitch.voiced.to(torch.float64)
@@ -228,26 +273,31 @@ class VoiceFeatures(Stage):
         )
         if wanted & set(_SPECTRAL_NAMES):
             rows.update(self._spectral(x64, lengths, times))
-        harmonicity = None
         if wanted & _PERIODICITY:
             harmonicity = harmonicity_cc(x64, lengths, sr, times=times)
             rows["HNR_dB"] = torch.where(harmonicity.voiced, harmonicity.hnr, 0.0)
-        pulses = None
-        if wanted & _PERTURBATION:
-            pulses = glottal_pulses(x64, lengths, sr, pitch)
-            half = 0.5 * self.perturbation_window
-            rows["jitter_local"] = jitter_local_windows(pulses, times - half, times + half).value
-            local, local_db = shimmer_local_windows(x64, lengths, sr, pulses, times - half, times + half)
-            rows["shimmer_local"], rows["shimmer_local_dB"] = local.value, local_db.value
-        formants = None
         if wanted & _FORMANTS:
             formants = formants_burg(x64, lengths, sr, max_frequency=self.max_formant, times=times)
             for k in range(3):
                 rows[f"F{k + 1}_Hz"] = formants.frequency[..., k]
                 rows[f"F{k + 1}_bandwidth_Hz"] = formants.bandwidth[..., k]
-        y = torch.stack([rows[name] for name in self.features], dim=1)
-        y = torch.where(valid[:, None, :], y, 0.0).to(dtype)
-        return VoiceAnalysis(zero_padding(y, frames), frames, pitch, pulses, harmonicity, formants)
+        return _FrameRows(pitch, rows, harmonicity, formants)
+
+    def _perturbation_rows(
+        self, x64: Tensor, lengths: Tensor, pitch: PitchTrack
+    ) -> tuple[PulseTrain | None, dict[str, Tensor]]:
+        """Glottal pulses and the jitter and shimmer rows (none when not asked for)."""
+        if not set(self.features) & _PERTURBATION:
+            return None, {}
+        pulses = glottal_pulses(x64, lengths, self.sample_rate, pitch)
+        half = 0.5 * self.perturbation_window
+        start, stop = pitch.times - half, pitch.times + half
+        local, local_db = shimmer_local_windows(x64, lengths, self.sample_rate, pulses, start, stop)
+        return pulses, {
+            "jitter_local": jitter_local_windows(pulses, start, stop).value,
+            "shimmer_local": local.value,
+            "shimmer_local_dB": local_db.value,
+        }
 
     def _spectral(self, x: Tensor, lengths: Tensor, times: Tensor) -> dict[str, Tensor]:
         """Descriptors of a 20 ms Hamming frame centred on each frame time."""

@@ -149,25 +149,29 @@ def _sinc_block(r: Tensor, taps: Tensor, rows: Tensor, lag: Tensor, depth: int) 
     sines = torch.stack((torch.sin(math.pi * frac), torch.sin(math.pi * (1.0 - frac))), dim=1)
     out = 0.5 * (1.0 - 2.0 * base_i.remainder(2).to(lag.dtype)) * (halves * sines).sum(dim=1)
     # Near the end of the sequence Praat's depth drops below 3 and it switches to cubic (2), linear (1)
-    # or nearest-sample (0) interpolation.
+    # or nearest-sample (0) interpolation; the few points there are done apart.
     flat = r.reshape(-1)
-    left_, mid_l, mid_r, right_ = (
-        flat[(base_i + o).abs().clamp(max=big) + rows * (big + 1)] for o in (-1, 0, 1, 2)
-    )
-    fil = frac
-    fir = 1.0 - fil
-    dyl = 0.5 * (mid_r - left_)
-    dyr = 0.5 * (right_ - mid_l)
-    cubic = (
-        mid_l * fir
-        + mid_r * fil
-        - fil * fir * (0.5 * (dyr - dyl) + (fil - 0.5) * (dyl + dyr - 2.0 * (mid_r - mid_l)))
-    )
-    linear = mid_l + fil * (mid_r - mid_l)
-    nearest = torch.where(fil < 0.5, mid_l, mid_r)
-    out = torch.where(eff >= 3, out, torch.where(eff == 2, cubic, torch.where(eff == 1, linear, nearest)))
+    offset = rows * (big + 1)
+    mid_l = flat[base_i + offset]
+    low = (eff < 3).nonzero(as_tuple=True)[0]
+    if low.numel():
+        b, o, fil = base_i[low], offset[low], frac[low]
+        left_, mid_r, right_ = (flat[(b + j).abs().clamp(max=big) + o] for j in (-1, 1, 2))
+        here = mid_l[low]
+        fir = 1.0 - fil
+        dyl = 0.5 * (mid_r - left_)
+        dyr = 0.5 * (right_ - here)
+        cubic = (
+            here * fir
+            + mid_r * fil
+            - fil * fir * (0.5 * (dyr - dyl) + (fil - 0.5) * (dyl + dyr - 2.0 * (mid_r - here)))
+        )
+        linear = here + fil * (mid_r - here)
+        nearest = torch.where(fil < 0.5, here, mid_r)
+        e = eff[low]
+        out[low] = torch.where(e == 2, cubic, torch.where(e == 1, linear, nearest))
     # The interpolant passes through the samples (Praat returns them exactly).
-    return torch.where(fil == 0, mid_l, out)
+    return torch.where(frac == 0, mid_l, out)
 
 
 def coarse_maxima(r: Tensor, rows: Tensor, peak: Tensor, start: Tensor, depth: int) -> tuple[Tensor, Tensor]:
@@ -445,20 +449,19 @@ def path_finder(
     local = torch.where(present_all, local, torch.full_like(local, -math.inf))
     if n_frames == 0:
         return freq.new_zeros(batch, 0), freq.new_zeros(batch, 0)
+    # Transition costs of every frame at once (B, N - 1, prev, cur); the loop is then four operations.
+    v_prev, v_cur = v_all[:, :-1, :, None], v_all[:, 1:, None, :]
+    cost = torch.where(
+        v_prev & v_cur,
+        jump * (log_f[:, :-1, :, None] - log_f[:, 1:, None, :]).abs(),
+        torch.where(v_prev == v_cur, 0.0, vuv),
+    )
+    active = (torch.arange(n_frames, device=device) < counts[:, None])[..., None]
     delta = local[:, 0]
     psi = torch.zeros(batch, n_frames, k + 1, dtype=torch.int64, device=device)
     for t in range(1, n_frames):
-        v_prev, v_cur = v_all[:, t - 1], v_all[:, t]
-        both = v_prev[:, :, None] & v_cur[:, None, :]
-        cost = torch.where(
-            both,
-            jump * (log_f[:, t - 1, :, None] - log_f[:, t, None, :]).abs(),
-            torch.where(v_prev[:, :, None] == v_cur[:, None, :], 0.0, vuv),
-        )
-        value = delta[:, :, None] - cost  # (B, prev, cur)
-        best, place = value.max(dim=1)
-        active = (t < counts)[:, None]
-        delta = torch.where(active, best + local[:, t], delta)
+        best, place = (delta[:, :, None] - cost[:, t - 1]).max(dim=1)  # over the previous candidate
+        delta = torch.where(active[:, t], best + local[:, t], delta)
         psi[:, t] = place
     # Backtrack from each item's own last frame.
     last = (counts - 1).clamp(min=0)
