@@ -297,7 +297,10 @@ class MultimodalDataModule(L.LightningDataModule):
             dataset, batch_sampler=sampler, collate_fn=MultimodalCollate(), num_workers=self.num_workers
         )
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        before.to(device)
+        # Fit on the GPU when there is one, then put the whole chain back where it was: worker
+        # featurization must not find CUDA tensors in the collate's featurizer.
+        home = next(iter(chain.buffers()), torch.empty(0)).device
+        chain.to(device)
         norm.reset()
         with torch.no_grad():
             for batch in tqdm(loader, desc="fitting GlobalNorm", disable=not progress):
@@ -309,6 +312,7 @@ class MultimodalDataModule(L.LightningDataModule):
                 )
                 norm.update(feats, lengths)
         norm.all_reduce()
+        chain.to(home)
         return norm
 
 

@@ -35,7 +35,7 @@ from mmtorch.audio.voice.formants import FormantTrack, formants_burg
 from mmtorch.audio.voice.framing import gather_windows, safe_log
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc
 from mmtorch.audio.voice.perturbation import jitter_local_windows, shimmer_local_windows
-from mmtorch.audio.voice.pitch import PitchTrack, pitch_ac, praat_frame_grid
+from mmtorch.audio.voice.pitch import PitchTrack, hop_grid, pitch_ac, praat_frame_grid
 from mmtorch.audio.voice.pulses import PulseTrain, glottal_pulses
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -145,12 +145,17 @@ class VoiceFeatures(Stage):
             ``0.75 / floor``, 10 ms at 75 Hz).
         max_formant: Burg's maximum formant frequency (5500 Hz; 5000 is Praat's advice for male voices).
         perturbation_window: seconds of pulses around each frame for jitter and shimmer.
+        hop_length: frames on the STFT grid of Whisper and NeMo instead of Praat's — ``L // hop_length``
+            frames, frame ``i`` centred at sample ``i * hop_length`` (see
+            :func:`~mmtorch.audio.voice.pitch.hop_grid`), ``hop_length / sample_rate`` apart — so the rows
+            line up with ``frontend("whisper")`` or ``frontend("nemo")`` frames (``hop_length=160``). The
+            same analyses run at those times; Praat parity holds on Praat's grid.
         strategy: ``"batch"`` (the padded batch at once; best on GPUs), ``"items"`` (groups of 8 items of
             similar length; faster on CPUs) or ``"auto"`` (items on CPU, batch elsewhere). Same numbers.
 
     Shape:
         ``(B, T)`` → ``(B, len(features), N)`` with ``N`` the pitch frames (0 for an item shorter than
-        ``3 / floor`` seconds).
+        ``3 / floor`` seconds), or ``T // hop_length`` with ``hop_length``.
 
     Example:
         >>> vf = VoiceFeatures(16000)
@@ -169,6 +174,7 @@ class VoiceFeatures(Stage):
         ceiling: float = 600.0,
         max_formant: float = 5500.0,
         perturbation_window: float = 0.06,
+        hop_length: int | None = None,
         strategy: str = "auto",
     ) -> None:
         super().__init__()
@@ -183,9 +189,14 @@ class VoiceFeatures(Stage):
             raise ValueError(f"VoiceFeatures: need 0 < floor < ceiling, got {floor}, {ceiling}")
         if perturbation_window <= 0:
             raise ValueError(f"perturbation_window must be positive, got {perturbation_window}")
+        if hop_length is not None and hop_length < 1:
+            raise ValueError(f"hop_length must be a positive number of samples, got {hop_length}")
+        self.hop_length = hop_length
         self.sample_rate = int(sample_rate)
         self.features = names
         self.time_step = float(time_step) if time_step > 0 else 0.75 / floor
+        if hop_length is not None:
+            self.time_step = hop_length / self.sample_rate
         self.floor = float(floor)
         self.ceiling = float(ceiling)
         self.max_formant = float(max_formant)
@@ -197,6 +208,8 @@ class VoiceFeatures(Stage):
         return list(self.features)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
+        if self.hop_length is not None:
+            return torch.div(lengths, self.hop_length, rounding_mode="floor")
         return praat_frame_grid(lengths, self.sample_rate, 3.0 / self.floor, self.time_step)[0]
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -261,7 +274,10 @@ class VoiceFeatures(Stage):
     def _frame_rows(self, x64: Tensor, lengths: Tensor) -> _FrameRows:
         """The pitch track and every row but jitter and shimmer (float64 ``(B, N)`` each)."""
         sr = self.sample_rate
-        pitch = pitch_ac(x64, lengths, sr, self.time_step, self.floor, self.ceiling)
+        frames = None
+        if self.hop_length is not None:
+            frames = hop_grid(lengths, sr, self.hop_length, x64.shape[1] // self.hop_length)
+        pitch = pitch_ac(x64, lengths, sr, self.time_step, self.floor, self.ceiling, frames=frames)
         times = pitch.times
         rows: dict[str, Tensor] = {}
         harmonicity = formants = None
@@ -339,5 +355,6 @@ class VoiceFeatures(Stage):
         return (
             f"sample_rate={self.sample_rate}, features={shown}, time_step={self.time_step:g}, "
             f"floor={self.floor:g}, ceiling={self.ceiling:g}, max_formant={self.max_formant:g}, "
-            f"perturbation_window={self.perturbation_window:g}, strategy={self.strategy!r}"
+            f"perturbation_window={self.perturbation_window:g}, hop_length={self.hop_length}, "
+            f"strategy={self.strategy!r}"
         )

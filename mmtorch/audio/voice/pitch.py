@@ -30,7 +30,7 @@ from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
 from mmtorch.audio.voice.framing import gather_windows
 from mmtorch.masks import full_lengths, lengths_to_mask
 
-__all__ = ["Pitch", "PitchTrack", "pitch_ac", "praat_frame_grid"]
+__all__ = ["Pitch", "PitchTrack", "hop_grid", "pitch_ac", "praat_frame_grid"]
 
 
 class PitchTrack(NamedTuple):
@@ -51,6 +51,22 @@ class PitchTrack(NamedTuple):
     times: Tensor
     lengths: Tensor
     time_step: float
+
+
+def hop_grid(lengths: Tensor, sample_rate: float, hop_length: int, n_max: int) -> tuple[Tensor, Tensor]:
+    """The STFT grid of Whisper and NeMo: ``L // hop_length`` frames per item, frame ``i`` at ``i *
+    hop_length / sample_rate`` seconds.
+
+    Time 0 is the start of the first sample (sample ``k`` is at ``(k + 0.5) / sample_rate``), so frame
+    ``i``'s time is the centre of a centred STFT frame of even length around sample ``i * hop_length``.
+
+    Returns:
+        int64 ``(B,)`` frame counts and float64 ``(B, n_max)`` frame times in seconds.
+    """
+    counts = torch.div(lengths, hop_length, rounding_mode="floor")
+    i = torch.arange(n_max, device=lengths.device, dtype=torch.float64)
+    times = (i * (hop_length / sample_rate)).expand(lengths.shape[0], n_max)
+    return counts, times
 
 
 def praat_frame_grid(
@@ -492,6 +508,7 @@ def pitch_ac(
     octave_cost: float = 0.01,
     octave_jump_cost: float = 0.35,
     voiced_unvoiced_cost: float = 0.14,
+    frames: tuple[Tensor, Tensor] | None = None,
 ) -> PitchTrack:
     """F0 of every item by Praat's ``To Pitch (ac)`` (defaults are Praat's; ``time_step=0`` is
     ``0.75 / floor``).
@@ -502,6 +519,9 @@ def pitch_ac(
         x: ``(B, T)`` waveforms (already prepared: float, mono).
         lengths: int64 ``(B,)`` or ``None`` (all valid).
         sample_rate: Hz.
+        frames: optional frame grid instead of Praat's: int64 ``(B,)`` frames per item and float64
+            ``(B, N)`` frame centres in seconds (time 0 = start of the first sample), ``time_step`` apart,
+            e.g. :func:`hop_grid`. Samples outside the item count as zeros.
 
     Returns:
         :class:`PitchTrack` with ``N = max`` frames over the batch.
@@ -517,8 +537,16 @@ def pitch_ac(
         max_candidates = math.floor(ceiling / floor)
     ceiling = min(ceiling, 0.5 * sample_rate)
     window = 3.0 / floor
-    n_max = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, window, time_step)[0][0])
-    grid = _grid(lengths, sample_rate, window, time_step, n_max)
+    if frames is None:
+        full = lengths.new_tensor([x.shape[1]])
+        n_max = int(praat_frame_grid(full, sample_rate, window, time_step)[0][0])
+        grid = _grid(lengths, sample_rate, window, time_step, n_max)
+    else:
+        counts, times = frames
+        n_max = times.shape[1]
+        times = times.to(torch.float64)
+        dx = 1.0 / sample_rate
+        grid = _Grid(counts, times, torch.floor((times - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1)
     cands = _ac_candidates(
         x, lengths, grid, sample_rate, floor, ceiling, max_candidates, voicing_threshold, octave_cost
     )

@@ -134,3 +134,44 @@ def test_demo_speech_has_plausible_values() -> None:
     assert len(f0) > 0.5 * int(frames[0])
     assert float(f0.min()) > 0.8 * 100 and float(f0.max()) < 1.2 * 180 * 1.15
     assert np.isfinite(f0.numpy()).all()
+
+
+def test_hop_grid_lines_up_with_whisper_frames() -> None:
+    """``hop_length=160`` puts the rows on Whisper's frames (``L // 160``, frame i at i * 10 ms): a tone
+    gliding from 120 to 240 Hz is read at each frame's own time, and the analyses agree with Praat's grid
+    where the two grids' frames meet."""
+    from mmtorch.audio import frontend
+
+    sr, n = 16000, 24037
+    t = torch.arange(n, dtype=torch.float64) / sr
+    f0_true = 120.0 * 2.0 ** (t / t[-1])
+    x = (0.5 * torch.sin(2 * math.pi * torch.cumsum(f0_true, 0) / sr))[None]
+    stage = VoiceFeatures(sr, hop_length=160)
+    y, frames = stage(x.float())
+    mel, mel_frames = frontend("whisper")(x.float())
+    assert int(frames[0]) == n // 160 == int(mel_frames[0]) == y.shape[-1] == mel.shape[-1]
+    f0 = y[0, stage.feature_names.index("F0_Hz")].double()
+    voiced = y[0, stage.feature_names.index("voiced")] > 0
+    inner = torch.zeros_like(voiced)
+    inner[3:-3] = True  # frames whose 40 ms window lies inside the tone
+    assert voiced[inner].all()
+    # frame i sits at i * 10 ms (the tone's sample k at (k + 0.5) / sr)
+    expected = 120.0 * 2.0 ** ((torch.arange(len(f0), dtype=torch.float64) * 0.01 - 0.5 / sr) / float(t[-1]))
+    cents = 1200 * torch.log2(f0[inner] / expected[inner]).abs()
+    assert float(cents.max()) < 0.5, cents.max()  # measured 0.1
+    # Praat's grid for the same tone: its frame times land on the hop grid's every 10 ms, 2.3 ms apart, so
+    # compare the F0 interpolated to the hop grid's times.
+    praat = VoiceFeatures(sr, features=["F0_Hz"]).analyse(x)
+    at = np.interp(np.arange(len(f0)) * 0.01, praat.pitch.times[0].numpy(), praat.pitch.f0[0].numpy())
+    both = inner.numpy() & (at > 0)
+    assert np.abs(1200 * np.log2(f0.numpy()[both] / at[both])).max() < 0.5
+
+
+def test_hop_grid_settings() -> None:
+    stage = VoiceFeatures(16000, hop_length=160)
+    assert stage.time_step == 0.01 and "hop_length=160" in repr(stage)
+    assert torch.equal(stage.output_lengths(torch.tensor([0, 159, 160, 16001])), torch.tensor([0, 0, 1, 100]))
+    y, frames = stage(torch.zeros(2, 500), torch.tensor([500, 100]))
+    assert frames.tolist() == [3, 0] and y.shape == (2, 30, 3) and torch.isfinite(y).all()
+    with pytest.raises(ValueError, match="hop_length"):
+        VoiceFeatures(16000, hop_length=0)
