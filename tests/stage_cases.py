@@ -14,8 +14,10 @@ from mmtorch.audio import (
     Affine,
     AmplitudeToDB,
     Chain,
+    ConcatFeatures,
     Deltas,
     Dither,
+    FeatureCache,
     Gain,
     GlobalNorm,
     MelScale,
@@ -162,6 +164,10 @@ CASES: list[Case] = [
         "preset_librosa", lambda: frontend("librosa", sample_rate=16000, n_fft=256, n_mels=32), max_len=3000
     ),
     Case("preset_nemo", lambda: frontend("nemo").eval(), max_len=3000),
+    Case(
+        "feature_cache_whisper", lambda: FeatureCache(frontend("whisper")), max_len=3000, differentiable=False
+    ),
+    Case("concat_stft_rms", lambda: ConcatFeatures(STFT(64, hop_length=16), RMS(64, 16))),
     # Augmentations in training mode (in eval() they are the identity); the shared families pass them
     # explicit seeds. Gradients are checked with fixed seeds in tests/audio/test_augment.py.
     Case("augment_gain", lambda: Gain().train(), differentiable=False),

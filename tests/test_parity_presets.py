@@ -13,7 +13,7 @@ import torchaudio.compliance.kaldi as kaldi
 from helpers import load_speech, pad_batch, speechlike
 from transformers import WhisperFeatureExtractor
 
-from mmtorch.audio import frontend
+from mmtorch.audio import Chain, frontend
 
 
 def _utterances(sample_rate: int = 16000) -> list[torch.Tensor]:
@@ -157,3 +157,13 @@ def test_num_features(name: str) -> None:
     fe = frontend(name, n_mfcc=13, deltas=2)
     y, _ = fe.eval()(speechlike(fe.sample_rate)[None])
     assert y.shape[1] == fe.num_features == 39
+
+
+def test_a_slice_of_a_preset_is_a_chain_of_those_stages() -> None:
+    x = torch.randn(2, 4000)
+    preset = frontend("whisper")
+    head, tail = preset[:2], preset[2:]
+    assert isinstance(head, Chain) and len(head) == 2 and len(tail) == 2
+    spectrum, frames = head(x)
+    y, _ = tail(spectrum, frames)
+    torch.testing.assert_close(y, preset(x)[0])

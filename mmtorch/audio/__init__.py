@@ -9,6 +9,8 @@ from mmtorch.audio.augment import (
     SpeedPerturb,
     TimeShift,
 )
+from mmtorch.audio.cache import FeatureCache
+from mmtorch.audio.concat import ConcatFeatures
 from mmtorch.audio.db import AmplitudeToDB
 from mmtorch.audio.deltas import Deltas
 from mmtorch.audio.mel import MelScale, mel_filterbank
@@ -43,9 +45,11 @@ __all__ = [
     "Affine",
     "AmplitudeToDB",
     "Chain",
+    "ConcatFeatures",
     "Deltas",
     "Dither",
     "EGeMAPSDescriptors",
+    "FeatureCache",
     "Formants",
     "Frontend",
     "Gain",

@@ -214,6 +214,12 @@ class Chain(nn.Sequential):
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
         self.strategy = strategy
 
+    def __getitem__(self, idx: int | slice) -> nn.Module:  # type: ignore[override]
+        # A slice of a chain (or of a preset) is a chain of those stages, with the same strategy.
+        if isinstance(idx, slice):
+            return Chain(*list(self)[idx], strategy=self.strategy)
+        return super().__getitem__(idx)
+
     @property
     def random(self) -> bool:  # type: ignore[override]
         return any(getattr(stage, "random", False) for stage in self)

@@ -280,7 +280,7 @@ class MultimodalDataModule(L.LightningDataModule):
         if position is None:
             raise ValueError("the featurizer has no GlobalNorm stage to fit")
         norm = chain[position]
-        before = Chain(*list(chain)[:position]).eval()
+        before = chain[:position].eval()  # keeps the chain's strategy
         dataset = self._build("train")
         if dataset is None:
             raise ValueError("no training set: pass train=")
