@@ -34,6 +34,8 @@ class MultimodalBatch:
         input_ids, attention_mask, token_type_ids, text_lengths: from the tokenizer (``None`` without one).
         labels: int64 ``(B,)`` class indices (``None`` when the items have none).
         ids: the items' ids.
+        texts: the items' raw strings (``None`` when the items have no text), e.g. to tell which
+            utterances share a transcript.
         indices: int64 ``(B,)`` dataset indices (for per-item seeds).
         sample_rate: of ``audio``.
         features, feature_lengths: ``(B, F, N)`` and int64 ``(B,)`` once featurized.
@@ -50,6 +52,7 @@ class MultimodalBatch:
     token_type_ids: Tensor | None = None
     text_lengths: Tensor | None = None
     labels: Tensor | None = None
+    texts: list[str] | None = None
     features: Tensor | None = None
     feature_lengths: Tensor | None = None
     extra: dict[str, list[Any]] = field(default_factory=dict)
@@ -140,6 +143,9 @@ class MultimodalCollate:
             indices=indices,
             sample_rate=sample_rate,
             labels=None if not labels or labels[0] is None else torch.tensor(labels, dtype=torch.int64),
+            texts=[str(item.get("text") or "") for item in kept]
+            if any("text" in item for item in kept)
+            else None,
             extra={k: [item.get(k) for item in kept] for k in extra_keys},
         )
         if self.tokenizer is not None:

@@ -61,7 +61,9 @@ def test_collate_pads_and_tokenizes(manifest, tokenizer) -> None:
     assert torch.equal(batch.input_ids, reference["input_ids"])
     assert torch.equal(batch.attention_mask, reference["attention_mask"])
     assert batch.labels.tolist() == [it["label"] for it in items]
+    assert batch.texts == [it["text"] for it in items]
     moved = batch.to("cpu")
+    assert moved.texts == batch.texts
     assert moved.audio.data_ptr() == batch.audio.data_ptr() or torch.equal(moved.audio, batch.audio)
     if torch.cuda.is_available():
         assert batch.pin_memory().audio.is_pinned()
