@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -24,3 +25,16 @@ settings.load_profile(os.environ.get("MMTORCH_HYPOTHESIS_PROFILE", "default"))
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch single-threaded for the test: code issuing many small ops (voice analyses, tiny recipe models)
+    is as fast on one thread, and on a shared, loaded CPU two threads spend their time waiting on each
+    other (measured several times, up to 13x, slower)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

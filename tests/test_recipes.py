@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -32,18 +30,6 @@ def test_emotion_fusion_learns(tmp_path, featurize_on) -> None:
     assert metrics["train_loss"] < 0.8 * math.log(4), metrics  # 4 classes: log(4) at chance
     assert 0.0 <= metrics["val_acc"] <= 1.0
     assert list(Path(tmp_path).rglob("*.ckpt")), "a checkpoint was written"
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    # The recipe's model is tiny: one thread is as fast as two, and on a shared, loaded 2-core machine two
-    # threads spend their time waiting on each other (measured: 13x slower).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.mark.slow

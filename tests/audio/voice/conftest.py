@@ -1,19 +1,10 @@
-"""Voice tests run torch single-threaded: the analyses issue many small ops, and on a shared, loaded CPU
-two threads spend their time waiting on each other (several times slower than one)."""
+"""Voice tests run torch single-threaded (the ``one_thread`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _one_thread(one_thread: None) -> None:
+    return None
