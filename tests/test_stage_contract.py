@@ -156,6 +156,16 @@ def test_non_finite_samples_name_the_item(bad: float) -> None:
     assert torch.isfinite(y).all()
 
 
+def test_huge_finite_samples_are_not_called_non_finite() -> None:
+    # Their sum overflows float32 (the quick check's tripwire); locating the "bad" sample finds none.
+    x = torch.full((2, 1600), 3e38)
+    for strategy in ("batch", "items"):
+        chain = frontend("whisper")
+        chain.strategy = strategy
+        y, frames = chain(x, torch.tensor([1600, 800]))
+        assert frames.tolist() == [10, 5] and y.shape == (2, 80, 10)
+
+
 def test_item_shorter_than_one_frame() -> None:
     x = torch.randn(3, 1000)
     with pytest.raises(ValueError, match="item 1: 399 samples, shorter than one 400-sample frame"):

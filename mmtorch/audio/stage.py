@@ -304,7 +304,7 @@ class Chain(nn.Sequential):
         name = type(self).__name__
         waveform = self.input_kind == "waveform"
         if waveform:
-            # Samples are checked item by item below, while each item is in cache anyway.
+            # Samples are checked below: one sum per item while it is in cache, one test for all of them.
             x, lengths = prepare_waveform(x, lengths, name, check_finite=False)
         else:
             x, lengths = prepare_features(x, lengths, name)
@@ -324,11 +324,12 @@ class Chain(nn.Sequential):
         sizes = lengths.tolist()
         order = sorted(range(len(sizes)), key=lambda b: -sizes[b])
         out: Tensor | None = None
+        sums: list[Tensor] = []
         with validation(False):
             for b in order:
                 y = x[b : b + 1, ..., : sizes[b]]
                 if check and waveform:
-                    check_finite_samples(y, lengths[b : b + 1], name, first_item=b)
+                    sums.append(y.sum())
                 for i, stage in enumerate(self):
                     kwargs = {"seeds": seeds[i][b : b + 1]} if seeds[i] is not None else {}  # type: ignore[index]
                     y, _ = stage(y, None, **kwargs)
@@ -337,6 +338,10 @@ class Chain(nn.Sequential):
                 n = y.shape[-1]
                 out[b, ..., :n] = y[0]
                 out[b, ..., n:] = 0
+        if sums and not bool(torch.isfinite(torch.stack(sums)).all()):
+            # NaN/Inf somewhere (or a sum that overflowed): find the item, or pass if all are finite.
+            for b in order:
+                check_finite_samples(x[b : b + 1, : sizes[b]], lengths[b : b + 1], name, first_item=b)
         if out is None:
             return self._forward_batch_empty(x, lengths)
         return out, out_lengths
