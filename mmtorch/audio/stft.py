@@ -226,8 +226,8 @@ class STFT(Stage):
         tail = size - offset - time
         if lengths is None and offset < time and tail < time:
             # Every sample valid and the pads shorter than the signal: mirror the ends directly (fast path).
-            if self.pad_mode in ("constant", "reflect"):
-                return torch.nn.functional.pad(x, (offset, tail), mode=self.pad_mode)
+            if self.pad_mode == "constant":
+                return torch.nn.functional.pad(x, (offset, tail))
             skip = 1 if self.pad_mode == "reflect" else 0
             head = x[:, skip : skip + offset].flip(-1)
             end = x[:, time - skip - tail : time - skip].flip(-1)
