@@ -286,3 +286,42 @@ def test_counter_uniforms_stay_inside_the_open_interval() -> None:
     h = torch.tensor([0, 2**32 - 1])
     assert ((h >> 9).float() + 0.5).mul(2.0**-23).max() < 1.0
     assert _hash(seeds, 0, torch.arange(3)).max() < 2**32
+
+
+@pytest.mark.parametrize("name", ["whisper", "kaldi", "librosa"])
+def test_packed_items_equal_the_batch(name: str) -> None:
+    """On CPU, chains of framing and frame-local stages run "items" with the frames of several items in
+    one buffer (chunks of ~4096 frames). Many items, two chunks, an empty and a one-frame item, garbage in
+    the padding: the same numbers as the padded batch."""
+    from mmtorch.audio import stage as stage_module
+
+    g = torch.Generator().manual_seed(3)
+    sizes = [160_000, 150_000, 120_000, 90_000, 400, 0, 33_333, 1_000, 200_000]
+    x = torch.full((len(sizes), max(sizes)), math.nan)
+    for b, n in enumerate(sizes):
+        x[b, :n] = 0.1 * torch.randn(n, generator=g)
+    lengths = torch.tensor(sizes)
+    if name == "kaldi":
+        lengths[5] = 400  # snip_edges: at least one frame
+        x[5, :400] = 0.0
+    chain = frontend(
+        name, **({"sample_rate": 16000, "n_fft": 400, "hop_length": 160} if name == "librosa" else {})
+    )
+    assert chain._packing_framer(x, [None] * len(chain)) is not None
+    assert int(chain.output_lengths(lengths).sum()) > stage_module._PACK_FRAMES
+    packed, frames = chain(x, lengths)
+    chain.strategy = "batch"
+    batch, batch_frames = chain(x, lengths)
+    assert torch.equal(frames, batch_frames)
+    torch.testing.assert_close(packed, batch, rtol=0, atol=1e-5)
+    assert packed.stride(1) == 1  # frame-major storage, as the per-item path
+
+
+def test_chains_that_cannot_pack_run_item_by_item() -> None:
+    x = torch.randn(2, 4000)
+    nemo = frontend("nemo").eval()  # UtteranceNorm needs each item's statistics
+    assert nemo._packing_framer(x, [None] * len(nemo)) is None
+    whisper = frontend("whisper")
+    assert whisper._packing_framer(x.requires_grad_(), [None] * len(whisper)) is None
+    with torch.no_grad():
+        assert whisper._packing_framer(x, [None] * len(whisper)) == 0

@@ -92,6 +92,23 @@ class AmplitudeToDB(Stage):
             y = torch.maximum(y, peak - self.top_db)
         return torch.where(valid, y, y.new_zeros(())), lengths
 
+    packable = True
+
+    def forward_packed(self, x: Tensor, segments: list[tuple[int, int]]) -> Tensor:
+        """Frame-major ``(total, F)``, in place; ``top_db`` over each item's segment ``(start, frames)``."""
+        y = x.clamp_(min=self.amin) if self.guard == "clamp" else x.add_(self.amin)
+        y = y.log_() if self.scale == "ln" else y.log10_()
+        if self._multiplier != 1.0:
+            y = y.mul_(self._multiplier)
+        if self._offset:
+            y = y.sub_(self._offset)
+        if self.top_db is not None:
+            for start, frames in segments:
+                if frames:
+                    segment = y[start : start + frames]
+                    segment.clamp_(min=segment.amax() - self.top_db)
+        return y
+
     def extra_repr(self) -> str:
         return (
             f"stype={self.stype!r}, scale={self.scale!r}, amin={self.amin:g}, guard={self.guard!r}, "

@@ -152,6 +152,12 @@ class MelScale(Stage):
         y = torch.where(lengths_to_mask(lengths, x.shape[-1])[:, :, None], y, y.new_zeros(()))
         return y.transpose(1, 2), lengths
 
+    packable = True
+
+    def forward_packed(self, x: Tensor, segments: list[tuple[int, int]]) -> Tensor:
+        """Frame-major ``(total, n_freqs)`` → ``(total, n_mels)`` (see :class:`~mmtorch.audio.Chain`)."""
+        return torch.mm(x, self.fb.to(x.dtype))
+
     def extra_repr(self) -> str:
         return (
             f"n_mels={self.n_mels}, sample_rate={self.sample_rate}, n_freqs={self.n_freqs}, f_min={self.f_min}, "

@@ -58,5 +58,11 @@ class MFCC(Stage):
         y = torch.matmul(self.dct.to(x.dtype), x)
         return zero_padding(y, lengths), full_lengths(y) if lengths is None else lengths
 
+    packable = True
+
+    def forward_packed(self, x: Tensor, segments: list[tuple[int, int]]) -> Tensor:
+        """Frame-major ``(total, n_mels)`` → ``(total, n_mfcc)``."""
+        return torch.mm(x, self.dct.to(x.dtype).T)
+
     def extra_repr(self) -> str:
         return f"n_mfcc={self.n_mfcc}, n_mels={self.n_mels}, lifter={self.lifter:g}"

@@ -34,6 +34,15 @@ class Affine(Stage):
         y = x * self.scale + self.offset if self.offset else x * self.scale
         return zero_padding(y, lengths), full_lengths(y) if lengths is None else lengths
 
+    @property
+    def packable(self) -> bool:
+        return self.on == "features"
+
+    def forward_packed(self, x: Tensor, segments: list[tuple[int, int]]) -> Tensor:
+        """Frame-major ``(total, F)``, in place."""
+        x = x.mul_(self.scale)
+        return x.add_(self.offset) if self.offset else x
+
     def extra_repr(self) -> str:
         return f"scale={self.scale:g}, offset={self.offset:g}, on={self.on!r}"
 

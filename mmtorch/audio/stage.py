@@ -177,6 +177,9 @@ class Stage(nn.Module):
 
 
 _STRATEGIES = ("auto", "batch", "items")
+# Frames per chunk of the packed items strategy: a chunk's spectra stay in cache (measured: 2k-4k frames
+# best on 2 cores; 16k frames is a third slower).
+_PACK_FRAMES = 4096
 
 
 def _draws(stage: nn.Module) -> bool:
@@ -323,6 +326,10 @@ class Chain(nn.Sequential):
         # mapping fresh pages for every item.
         sizes = lengths.tolist()
         order = sorted(range(len(sizes)), key=lambda b: -sizes[b])
+        framer = self._packing_framer(x, seeds)
+        if framer is not None and waveform and sizes:
+            out = self._forward_packed(x, sizes, order, out_lengths.tolist(), padded_frames, framer, check)
+            return out, out_lengths
         out: Tensor | None = None
         sums: list[Tensor] = []
         with validation(False):
@@ -345,6 +352,78 @@ class Chain(nn.Sequential):
         if out is None:
             return self._forward_batch_empty(x, lengths)
         return out, out_lengths
+
+    def _packing_framer(self, x: Tensor, seeds: list[Tensor | None]) -> int | None:
+        """Index of the stage that frames the waveform when the chain can run packed, else ``None``.
+
+        Packed: deterministic waveform stages, then a stage with ``pack_frames`` (the STFT), then only
+        stages whose ``forward_packed`` works on frame-major ``(frames, features)`` rows of several items
+        at once (frame-local maps, and per-item reductions over each item's segment), in place.
+        """
+        if any(s is not None for s in seeds):
+            return None
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return None
+        stages = list(self)
+        framer = next((i for i, s in enumerate(stages) if hasattr(s, "pack_frames")), None)
+        if framer is None or framer == len(stages) - 1:
+            return None
+        before_ok = all(getattr(s, "input_kind", "features") == "waveform" for s in stages[:framer])
+        after_ok = all(getattr(s, "packable", False) for s in stages[framer:])
+        return framer if before_ok and after_ok else None
+
+    def _forward_packed(
+        self,
+        x: Tensor,
+        sizes: list[int],
+        order: list[int],
+        frames: list[int],
+        padded_frames: int,
+        framer: int,
+        check: bool,
+    ) -> Tensor:
+        """The ``"items"`` strategy with the frames of several items in one buffer: each item's
+        waveform stages and framing run alone (its own ends), then each later stage runs once per chunk
+        of ~``_PACK_FRAMES`` frames instead of once per item. Same numbers as item by item."""
+        name = type(self).__name__
+        stages = list(self)
+        framing = stages[framer]
+        capacity = max(_PACK_FRAMES, max(frames))
+        buffer = x.new_empty(capacity, framing.win_length)
+        out: Tensor | None = None
+        sums: list[Tensor] = []
+        position = 0
+        while position < len(order):
+            used = 0
+            segments: list[tuple[int, int]] = []
+            items: list[int] = []
+            with validation(False):
+                while position < len(order) and used + frames[order[position]] <= capacity:
+                    b = order[position]
+                    y = x[b : b + 1, : sizes[b]]
+                    if check:
+                        sums.append(y.sum())
+                    for stage in stages[:framer]:
+                        y, _ = stage(y, None)
+                    count = frames[b]
+                    framing.pack_frames(y, count, buffer[used:])
+                    segments.append((used, count))
+                    items.append(b)
+                    used += count
+                    position += 1
+                y = buffer[:used]
+                for stage in stages[framer:]:
+                    y = stage.forward_packed(y, segments)
+            if out is None:
+                out = y.new_empty(len(sizes), padded_frames, y.shape[-1])
+            for b, (start, count) in zip(items, segments, strict=True):
+                out[b, :count] = y[start : start + count]
+                out[b, count:] = 0
+        if sums and not bool(torch.isfinite(torch.stack(sums)).all()):
+            for b in order:
+                item = x[b : b + 1, : sizes[b]]
+                check_finite_samples(item, full_lengths(item), name, first_item=b)
+        return out.transpose(1, 2)  # type: ignore[union-attr]
 
     def _forward_batch_empty(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         with validation(False):

@@ -84,6 +84,12 @@ def pad_edges(x: Tensor, lengths: Tensor, left: int, right: int, mode: str, size
     return out
 
 
+def _power_in_place(spec: Tensor) -> Tensor:
+    """``|spec|^2`` of a fresh FFT output: squared in place (one contiguous pass), then summed."""
+    parts = torch.view_as_real(spec).square_()
+    return parts[..., 0] + parts[..., 1]
+
+
 def _complex(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
 
@@ -241,15 +247,9 @@ class STFT(Stage):
         if validating():
             self.check(full_lengths(x) if lengths is None else lengths)
         n_frames = self._frames_for(x.shape[-1])
-        frames = self._pad(x, lengths, n_frames).unfold(1, self.win_length, self.hop_length)[:, :n_frames]
-        if self.remove_dc_offset:
-            frames = frames - frames.mean(dim=-1, keepdim=True)
-        if self.frame_preemphasis:
-            a = self.frame_preemphasis
-            frames = torch.cat((frames[..., :1] * (1.0 - a), frames[..., 1:] - a * frames[..., :-1]), dim=-1)
+        frames = self._frames(x, lengths, n_frames)
         if n_frames and x.shape[0]:
-            window = self._window32 if frames.dtype == torch.float32 else self.window.to(frames.dtype)
-            spec = torch.fft.rfft(frames * window, n=self.n_fft)  # (B, N, F)
+            spec = torch.fft.rfft(frames * self._window_as(frames), n=self.n_fft)  # (B, N, F)
         else:  # FFT backends refuse empty batches
             spec = torch.zeros(x.shape[0], n_frames, self.n_freqs, dtype=_complex(x.dtype), device=x.device)
         if self.power is None:
@@ -262,9 +262,8 @@ class STFT(Stage):
         elif self.power == 2.0:
             if torch.is_grad_enabled() and spec.requires_grad:
                 out = spec.real.square() + spec.imag.square()
-            else:  # square the fresh FFT output in place: one contiguous pass, no temporaries
-                parts = torch.view_as_real(spec).square_()
-                out = parts[..., 0] + parts[..., 1]
+            else:
+                out = _power_in_place(spec)
         elif self.power == 1.0:
             out = spec.abs()
         else:
@@ -274,6 +273,41 @@ class STFT(Stage):
         out_lengths = self.output_lengths(lengths)
         out = out * lengths_to_mask(out_lengths, n_frames)[:, :, None]
         return out.transpose(1, 2), out_lengths
+
+    def _frames(self, x: Tensor, lengths: Tensor | None, n_frames: int) -> Tensor:
+        """``(B, n_frames, win_length)`` frames before the window (DC removal and pre-emphasis done)."""
+        frames = self._pad(x, lengths, n_frames).unfold(1, self.win_length, self.hop_length)[:, :n_frames]
+        if self.remove_dc_offset:
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+        if self.frame_preemphasis:
+            a = self.frame_preemphasis
+            frames = torch.cat((frames[..., :1] * (1.0 - a), frames[..., 1:] - a * frames[..., :-1]), dim=-1)
+        return frames
+
+    def _window_as(self, frames: Tensor) -> Tensor:
+        return self._window32 if frames.dtype == torch.float32 else self.window.to(frames.dtype)
+
+    # -- packed execution (Chain, CPU): the frames of several items in one buffer, see Chain ------------
+
+    @property
+    def packable(self) -> bool:
+        return self.power is not None
+
+    def pack_frames(self, x: Tensor, frames: int, out: Tensor) -> None:
+        """Write the ``frames`` (its ``output_lengths``) windowed frames of one whole item ``x`` ``(1, L)``
+        into ``out[:frames]``."""
+        if frames:
+            framed = self._frames(x, None, self._frames_for(x.shape[-1]))[0, :frames]
+            torch.mul(framed, self._window_as(framed), out=out[:frames])
+
+    def forward_packed(self, frames: Tensor, segments: list[tuple[int, int]]) -> Tensor:
+        """Windowed frames ``(total, win_length)`` → power or magnitude spectra ``(total, n_freqs)``."""
+        if not frames.shape[0]:  # FFT backends refuse empty input
+            return frames.new_zeros(0, self.n_freqs)
+        spec = torch.fft.rfft(frames, n=self.n_fft)
+        if self.power == 2.0:
+            return _power_in_place(spec)
+        return spec.abs() if self.power == 1.0 else spec.abs().pow(self.power)
 
     def extra_repr(self) -> str:
         parts = [
