@@ -325,3 +325,5 @@ def test_chains_that_cannot_pack_run_item_by_item() -> None:
     assert whisper._packing_framer(x.requires_grad_(), [None] * len(whisper)) is None
     with torch.no_grad():
         assert whisper._packing_framer(x, [None] * len(whisper)) == 0
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the mel GEMM stays float32: not packed
+            assert whisper._packing_framer(x, [None] * len(whisper)) is None

@@ -360,7 +360,7 @@ class Chain(nn.Sequential):
         stages whose ``forward_packed`` works on frame-major ``(frames, features)`` rows of several items
         at once (frame-local maps, and per-item reductions over each item's segment), in place.
         """
-        if any(s is not None for s in seeds):
+        if any(s is not None for s in seeds) or torch.is_autocast_enabled(x.device.type):
             return None
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return None
