@@ -182,6 +182,15 @@ _STRATEGIES = ("auto", "batch", "items")
 _PACK_FRAMES = 4096
 
 
+def _check_item_sums(x: Tensor, sizes: list[int], order: list[int], sums: list[Tensor], name: str) -> None:
+    """One test for the sums of every item's valid samples; if one is not finite (NaN/Inf, or a sum that
+    overflowed), find the item and raise naming it, or pass when all its samples are finite."""
+    if sums and not bool(torch.isfinite(torch.stack(sums)).all()):
+        for b in order:
+            item = x[b : b + 1, : sizes[b]]
+            check_finite_samples(item, full_lengths(item), name, first_item=b)
+
+
 def _draws(stage: nn.Module) -> bool:
     return bool(getattr(stage, "random", False)) and stage.draws_randomness()  # type: ignore[operator]
 
@@ -345,10 +354,7 @@ class Chain(nn.Sequential):
                 n = y.shape[-1]
                 out[b, ..., :n] = y[0]
                 out[b, ..., n:] = 0
-        if sums and not bool(torch.isfinite(torch.stack(sums)).all()):
-            # NaN/Inf somewhere (or a sum that overflowed): find the item, or pass if all are finite.
-            for b in order:
-                check_finite_samples(x[b : b + 1, : sizes[b]], lengths[b : b + 1], name, first_item=b)
+        _check_item_sums(x, sizes, order, sums, name)
         if out is None:
             return self._forward_batch_empty(x, lengths)
         return out, out_lengths
@@ -419,10 +425,7 @@ class Chain(nn.Sequential):
             for b, (start, count) in zip(items, segments, strict=True):
                 out[b, :count] = y[start : start + count]
                 out[b, count:] = 0
-        if sums and not bool(torch.isfinite(torch.stack(sums)).all()):
-            for b in order:
-                item = x[b : b + 1, : sizes[b]]
-                check_finite_samples(item, full_lengths(item), name, first_item=b)
+        _check_item_sums(x, sizes, order, sums, name)
         return out.transpose(1, 2)  # type: ignore[union-attr]
 
     def _forward_batch_empty(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
