@@ -21,10 +21,9 @@ import opensmile
 import parselmouth
 import soundfile
 import torch
-from parselmouth.praat import call
 
 from mmtorch.audio.voice import VoiceFeatures, egemaps, voice_report
-from mmtorch.bench import machine, timed
+from mmtorch.bench import machine, praat_voice_report, timed
 from mmtorch.demo import synthetic_speech
 
 
@@ -34,26 +33,6 @@ def timed_median(fn: Callable[[], object], repeats: int, cuda: bool = False) -> 
 
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-
-
-def praat_report(x: np.ndarray, sr: int) -> dict[str, float]:
-    """Praat's voice measures, the way a Praat script computes them."""
-    sound = parselmouth.Sound(x, sr)
-    pitch = sound.to_pitch_ac()
-    pulses = call([sound, pitch], "To PointProcess (cc)")
-    harmonicity = sound.to_harmonicity_cc(0.01, 75, 0.1, 1.0)
-    formant = sound.to_formant_burg(None, 5, 5500, 0.025, 50)
-    voiced = [t for t, f in zip(pitch.xs(), pitch.selected_array["frequency"], strict=True) if f > 0]
-    out = {
-        "f0_mean_hz": call(pitch, "Get mean", 0, 0, "Hertz"),
-        "jitter_local": call(pulses, "Get jitter (local)", 0, 0, 0.0001, 0.02, 1.3),
-        "shimmer_local": call([sound, pulses], "Get shimmer (local)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
-        "shimmer_local_db": call([sound, pulses], "Get shimmer (local_dB)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
-        "hnr_db": call(harmonicity, "Get mean", 0, 0),
-    }
-    for k in (1, 2, 3):
-        out[f"f{k}_mean_hz"] = float(np.nanmean([formant.get_value_at_time(k, t) for t in voiced]))
-    return out
 
 
 def main() -> None:
@@ -84,14 +63,14 @@ def main() -> None:
         lambda: [smile.process_signal(x.astype(np.float32), 16000) for x in numpy_items], args.repeats
     )
     rows.append(("openSMILE eGeMAPSv02 functionals (88)", "per item (loop), 1 core", t_smile, "reference"))
-    t_praat = timed_median(lambda: [praat_report(x, 16000) for x in numpy_items], args.repeats)
+    t_praat = timed_median(lambda: [praat_voice_report(x, 16000) for x in numpy_items], args.repeats)
     rows.append(("Praat voice report (parselmouth)", "per item (loop), 1 core", t_praat, "reference"))
 
     # mmtorch, batched, against Praat on every utterance
     report = voice_report(batch, lengths, 16000)
     worst = {}
     for b, x in enumerate(numpy_items):
-        ref = praat_report(x, 16000)
+        ref = praat_voice_report(x, 16000)
         for key, value in ref.items():
             ours = float(report[key][b])
             error = abs(ours - value) if key == "hnr_db" else abs(ours - value) / max(abs(value), 1e-12)

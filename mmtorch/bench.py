@@ -22,7 +22,7 @@ import torchaudio
 from mmtorch.audio import STFT, AmplitudeToDB, Chain, MelScale, frontend
 from mmtorch.demo import synthetic_speech
 
-__all__ = ["frontend_table", "machine", "timed"]
+__all__ = ["frontend_table", "machine", "praat_voice_report", "timed"]
 
 
 def timed(
@@ -219,3 +219,27 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
         )
     lines += ["", "mmtorch CPU log-mel: " + ", ".join(ratios) + "."]
     return "\n".join(lines)
+
+
+def praat_voice_report(x: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """Praat's voice measures of one utterance, the way a Praat script computes them (needs
+    ``praat-parselmouth``, in the dev extra): the reference for :func:`mmtorch.audio.voice_report`."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    sound = parselmouth.Sound(x, sample_rate)
+    pitch = sound.to_pitch_ac()
+    pulses = call([sound, pitch], "To PointProcess (cc)")
+    harmonicity = sound.to_harmonicity_cc(0.01, 75, 0.1, 1.0)
+    formant = sound.to_formant_burg(None, 5, 5500, 0.025, 50)
+    voiced = [t for t, f in zip(pitch.xs(), pitch.selected_array["frequency"], strict=True) if f > 0]
+    out = {
+        "f0_mean_hz": call(pitch, "Get mean", 0, 0, "Hertz"),
+        "jitter_local": call(pulses, "Get jitter (local)", 0, 0, 0.0001, 0.02, 1.3),
+        "shimmer_local": call([sound, pulses], "Get shimmer (local)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
+        "shimmer_local_db": call([sound, pulses], "Get shimmer (local_dB)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
+        "hnr_db": call(harmonicity, "Get mean", 0, 0),
+    }
+    for k in (1, 2, 3):
+        out[f"f{k}_mean_hz"] = float(np.nanmean([formant.get_value_at_time(k, t) for t in voiced]))
+    return out

@@ -6,34 +6,14 @@ import math
 
 import numpy as np
 import opensmile
-import parselmouth
 import pytest
 import torch
 from helpers import load_speech, pad_batch
-from parselmouth.praat import call
 
 from mmtorch.audio.voice import EGEMAPS_NAMES, REPORT_KEYS, egemaps, voice_report
+from mmtorch.bench import praat_voice_report
 
 SPEECH = load_speech(torch.float64)
-
-
-def _praat_report(x: np.ndarray) -> dict[str, float]:
-    sound = parselmouth.Sound(x, 16000)
-    pitch = sound.to_pitch_ac()
-    pulses = call([sound, pitch], "To PointProcess (cc)")
-    harmonicity = sound.to_harmonicity_cc(0.01, 75, 0.1, 1.0)
-    formant = sound.to_formant_burg(None, 5, 5500, 0.025, 50)
-    voiced_times = [t for t, f in zip(pitch.xs(), pitch.selected_array["frequency"], strict=True) if f > 0]
-    ref = {
-        "f0_mean_hz": call(pitch, "Get mean", 0, 0, "Hertz"),
-        "jitter_local": call(pulses, "Get jitter (local)", 0, 0, 0.0001, 0.02, 1.3),
-        "shimmer_local": call([sound, pulses], "Get shimmer (local)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
-        "shimmer_local_db": call([sound, pulses], "Get shimmer (local_dB)", 0, 0, 0.0001, 0.02, 1.3, 1.6),
-        "hnr_db": call(harmonicity, "Get mean", 0, 0),
-    }
-    for k in (1, 2, 3):
-        ref[f"f{k}_mean_hz"] = float(np.nanmean([formant.get_value_at_time(k, t) for t in voiced_times]))
-    return ref
 
 
 def test_matches_praat_on_a_padded_batch() -> None:
@@ -41,7 +21,7 @@ def test_matches_praat_on_a_padded_batch() -> None:
     report = voice_report(x, lengths, 16000)
     assert set(REPORT_KEYS) <= set(report) and all(report[k].shape == (3,) for k in REPORT_KEYS)
     for b, item in enumerate(SPEECH):
-        ref = _praat_report(item.numpy())
+        ref = praat_voice_report(item.numpy(), 16000)
         for key in ("f0_mean_hz", "jitter_local", "shimmer_local", "shimmer_local_db"):
             assert report[key][b].item() == pytest.approx(ref[key], rel=1e-6), key
         for key in ("f1_mean_hz", "f2_mean_hz", "f3_mean_hz"):
