@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mmtorch.audio.stage import Stage, _draws
+from mmtorch.audio.stage import Stage, _check_item_sums, _draws, validating, validation
 from mmtorch.masks import check_lengths
 
 __all__ = ["FeatureCache"]
@@ -96,10 +96,17 @@ class FeatureCache(Stage):
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
         if missing:
+            sizes = lengths.tolist()
+            if validating():  # checked here, so that errors name the item in this batch, not in the sub-batch
+                self.check(lengths)
+                if self.input_kind == "waveform":
+                    sums = [x[b, : sizes[b]].sum() for b in missing]
+                    _check_item_sums(x, sizes, missing, sums, "FeatureCache")
             rows = torch.tensor(missing, device=x.device)
             sub_lengths = lengths[rows]
             width = int(sub_lengths.max())
-            y, out_lengths = self.stage(x[rows][..., :width], sub_lengths)
+            with validation(False):
+                y, out_lengths = self.stage(x[rows][..., :width], sub_lengths)
             for i, (b, n) in enumerate(zip(missing, out_lengths.tolist(), strict=True)):
                 self._entries[keys[b]] = y[i, ..., :n].clone()
         out_lengths = self.stage.output_lengths(lengths)

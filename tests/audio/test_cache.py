@@ -95,3 +95,15 @@ def test_pickles_empty_and_state_dict_is_the_stages() -> None:
     assert cache.num_features == 80 and cache.sample_rate == 16000 and "items=1" in repr(cache)
     empty, frames = cache(torch.zeros(0, 16000))
     assert empty.shape[0] == 0 and frames.shape == (0,)
+
+
+def test_bad_items_are_named_by_their_place_in_the_batch() -> None:
+    a, b = speechlike(4000, seed=1), speechlike(4000, seed=2)
+    cache = FeatureCache(frontend("kaldi"))
+    cache(torch.stack([a, b]))
+    bad = a + 1.0
+    bad[123] = math.nan
+    with pytest.raises(ValueError, match="item 2: sample 123"):
+        cache(torch.stack([a, b, bad]))  # items 0 and 1 come from memory
+    with pytest.raises(ValueError, match="item 1: 399 samples"):
+        cache(torch.stack([a, bad.nan_to_num()]), torch.tensor([4000, 399]))
