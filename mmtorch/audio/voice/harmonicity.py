@@ -29,11 +29,9 @@ from mmtorch.audio.voice.pitch import (
     _Grid,
     _grid,
     _local_mean,
-    coarse_maxima,
-    polish_maxima,
     praat_frame_grid,
-    sinc_interpolate,
 )
+from mmtorch.audio.voice.sinc import sinc_maxima
 from mmtorch.masks import full_lengths, lengths_to_mask
 
 __all__ = ["Harmonicity", "HarmonicityTrack", "harmonicity_cc", "harmonicity_mean"]
@@ -69,34 +67,12 @@ def _reflect(value: Tensor) -> Tensor:
     return torch.where(value > 1.0, 1.0 / value, value)
 
 
-def _frame_max(rows: Tensor, value: Tensor, n_rows: int) -> Tensor:
-    """Per-frame maximum of ``value`` (``rows`` names the frame), -inf for frames with no entry."""
-    out = torch.full((n_rows,), -math.inf, dtype=value.dtype, device=value.device)
-    return out.scatter_reduce(0, rows, value, "amax")
-
-
-def _rank(rows: Tensor, score: Tensor) -> Tensor:
-    """Rank of each entry within its frame by descending ``score`` (0 = best; ``rows`` names the frame)."""
-    order = torch.sort(score, descending=True, stable=True).indices
-    order = order[torch.sort(rows[order], stable=True).indices]  # by frame, best first (a lexsort)
-    sorted_rows = rows[order]
-    position = torch.arange(len(order), device=rows.device)
-    new_frame = torch.ones_like(sorted_rows, dtype=torch.bool)
-    new_frame[1:] = sorted_rows[1:] != sorted_rows[:-1]
-    rank = position - torch.cummax(torch.where(new_frame, position, 0), 0).values if len(order) else position
-    return torch.empty_like(rank).scatter_(0, order, rank)
-
-
-def _all_peaks(r: Tensor, last_lag: int) -> tuple[Tensor, Tensor, Tensor]:
+def _all_peaks(r: Tensor, last_lag: int) -> tuple[Tensor, Tensor]:
     """Positive local maxima of ``r`` at lags ``2 .. last_lag - 1`` (Praat's candidates with a voicing
-    threshold of 0): flat indices of their frames, integer lags and parabolic lags, each ``(P,)``."""
-    i = torch.arange(2, last_lag, device=r.device)
+    threshold of 0): flat indices of their frames and their int64 lags, each ``(P,)``."""
     mid, before, after = r[:, 2:last_lag], r[:, 1 : last_lag - 1], r[:, 3 : last_lag + 1]
-    is_peak = (mid > 0) & (mid > before) & (mid >= after)
-    rows, cols = is_peak.nonzero(as_tuple=True)
-    m, b, a = mid[rows, cols], before[rows, cols], after[rows, cols]
-    lag = i[cols].to(r.dtype)
-    return rows, lag, lag + 0.5 * (a - b) / (2.0 * m - b - a)
+    rows, cols = ((mid > 0) & (mid > before) & (mid >= after)).nonzero(as_tuple=True)
+    return rows, cols + 2
 
 
 def harmonicity_cc(
@@ -108,14 +84,13 @@ def harmonicity_cc(
     silence_threshold: float = 0.1,
     periods_per_window: float = 1.0,
     unvoiced_value: float = -200.0,
-    candidates: int = 6,
     times: Tensor | None = None,
 ) -> HarmonicityTrack:
     """HNR of every item by Praat's ``To Harmonicity (cc)`` (Praat's defaults).
 
-    Computed in float64. Praat refines every peak of the correlation and keeps the best; here every peak
-    is screened on a coarse grid of a cheaper interpolation and only the ``candidates`` best are refined
-    (the winner after refinement is practically always among them).
+    Computed in float64. As in Praat, every positive peak of each frame's correlation is refined (Brent's
+    method on the sinc interpolation at full depth, see :mod:`mmtorch.audio.voice.sinc`) and the best
+    refined value wins.
 
     Args:
         x: ``(B, T)`` prepared waveforms.
@@ -173,7 +148,9 @@ def harmonicity_cc(
     inside = torch.arange(span_len, device=x.device) < available[..., None]
     span = torch.where(inside, span, 0.0)
     head = span[..., :nsamp_window]
-    n_fft = 1 << math.ceil(math.log2(span_len + nsamp_window))
+    # The correlation at lags 0..brent_ixmax pairs head sample j < nsamp_window with span sample j + lag <
+    # span_len: a circular correlation of span_len points has no wrapped terms there.
+    n_fft = 1 << math.ceil(math.log2(max(span_len, nsamp_window + brent_ixmax)))
     flat_head = head.reshape(-1, nsamp_window)
     flat_span = span.reshape(-1, span_len)
     if flat_span.shape[0]:
@@ -191,41 +168,17 @@ def harmonicity_cc(
     r = torch.where(lags <= max_lag_here.reshape(-1, 1), r, 0.0)
     r[:, 0] = 1.0
 
-    # Praat refines every peak (Brent on a depth-700 interpolation) and keeps the strongest. Here, in
-    # stages: (1) the depth-30 value at each parabolic peak (Praat's own first pass) keeps `candidates`
-    # peaks per frame; (2) a coarse grid on a depth-30 interpolation picks each one's hump and keeps half;
-    # (3) a depth-70 polish ranks those; (4) the best few are polished at full depth. Where every lag
-    # correlates almost perfectly (near-DC stretches) 1e-6 in r is worth decibels, so more candidates go
-    # on; peaks at the shortest lags always do, since between those few samples the interpolant can
-    # overshoot the discrete values a lot (white noise peaks near lag 2.4).
+    # Praat keeps up to floor(ceiling / floor) = 106 candidates at 16 kHz, more than a frame has peaks, and
+    # refines every one (Brent on a depth-700 interpolation, cut to the samples available); so does this.
     frame_ok = (local_peak.reshape(-1) > 0) & (sum_x2[:, 0] > 0) & (global_peak > 0).repeat_interleave(n_max)
     # A frame is voiced when its best r (at most 1) beats max(0, 2 - intensity / silence): never when the
     # intensity is at most the silence threshold, so quiet frames skip the search.
     frame_ok = frame_ok & (intensity.reshape(-1) > silence_threshold)
-    rows, peak, start_lag = _all_peaks(r, min(maximum_lag, brent_ixmax))
+    rows, peak = _all_peaks(r, min(maximum_lag, brent_ixmax))
     keep = frame_ok[rows]
-    rows, peak, start_lag = rows[keep], peak[keep], start_lag[keep]
-    proxy = _reflect(
-        sinc_interpolate(r, rows, start_lag.clamp(0.0, float(brent_ixmax)), min(30, brent_ixmax))
-    )
-    near_one = _frame_max(rows, proxy, r.shape[0])[rows] > 0.999
-    keep = (_rank(rows, proxy) < torch.where(near_one, 8 * candidates, candidates)) | (peak <= 6)
-    rows, peak, start_lag = rows[keep], peak[keep], start_lag[keep]
-    x0, screen = coarse_maxima(r, rows, peak, start_lag, min(30, brent_ixmax))
-    screen = _reflect(screen)
-    near_one = _frame_max(rows, screen, r.shape[0])[rows] > 0.999
-    keep = _rank(rows, screen) < torch.where(near_one, 4 * candidates, (candidates + 1) // 2)
-    rows, peak, x0 = rows[keep], peak[keep], x0[keep]
-    x1, value = polish_maxima(r, rows, peak, x0, min(70, brent_ixmax))
+    lag, value = sinc_maxima(r, rows[keep], peak[keep], brent_ixmax)
+    rows = rows[keep]
     value = _reflect(value)
-    # Keep every candidate whose r is within (1 - best r) of the frame's best (at least two, at most four).
-    best = _frame_max(rows, value, r.shape[0])[rows]
-    close = value >= best - torch.clamp(1.0 - best, min=2e-6)
-    rank = _rank(rows, torch.where(close, value + 2.0, value))
-    keep = (rank < 4) & (close | (rank < 2))
-    rows, peak = rows[keep], peak[keep]
-    lag, value = polish_maxima(r, rows, peak, x1[keep], brent_ixmax, steps=(5e-4,))
-    value = torch.where(value > 1.0, 1.0 / value, value)
     # Only candidates below the Nyquist frequency count as voiced (Praat's ceiling is 0.5 / dx).
     value = torch.where(sample_rate / lag < 0.5 * sample_rate, value, -math.inf)
     best = torch.full((r.shape[0],), -math.inf, dtype=r.dtype, device=r.device)

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
 from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.sinc import sinc_interpolate, sinc_maxima
 from mmtorch.masks import full_lengths, lengths_to_mask
 
 __all__ = ["Pitch", "PitchTrack", "hop_grid", "pitch_ac", "praat_frame_grid"]
@@ -91,168 +92,6 @@ def praat_frame_grid(
     return count, t1
 
 
-# Points per block in sinc_interpolate: its (points, 2 * depth) temporaries stay a few MB, small enough
-# for the allocator to reuse instead of mapping fresh pages for every operation (several times faster).
-_BLOCK_ELEMENTS = 1 << 18
-
-
-def sinc_interpolate(r: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:
-    """Praat's ``NUM_interpolate_sinc`` of symmetric sequences ``r[m, -R..R]`` given by ``r[m, 0..R]``.
-
-    A sinc with a raised-cosine window reaching to ``depth`` samples on each side, the depth cut to the
-    samples available before the end of the sequence (``R - floor(lag)``); below 3 Praat switches to
-    cubic, linear and nearest-sample interpolation, and so does this.
-
-    Args:
-        r: ``(M, R + 1)`` values at lags ``0..R``.
-        rows: int64 ``(P,)`` which sequence each point reads.
-        lag: ``(P,)`` real lags in ``[0, R]``.
-        depth: maximal number of samples used on each side.
-
-    Returns:
-        ``(P,)``.
-    """
-    big = r.shape[-1] - 1
-    # Row m of the table holds (-1)^lag r[m] at lags -depth .. R + depth: mirrored left of lag 0 (the
-    # sequence is symmetric), zeros right of R (Praat's depth cut leaves those taps out anyway), so each
-    # point's taps are one contiguous slice. The sign is the (-1)^k of sin(pi (lag - k)) (see _sinc_block).
-    mirrored = min(depth, big)
-    table = torch.cat(
-        (
-            r.new_zeros(r.shape[0], depth - mirrored),
-            r[:, 1 : mirrored + 1].flip(-1),
-            r,
-            r.new_zeros(r.shape[0], depth),
-        ),
-        dim=1,
-    )
-    table[:, (depth + 1) % 2 :: 2] *= -1.0  # column c is lag c - depth
-    taps = table.unfold(1, 2 * depth, 1)  # taps[m, i] = lags i - depth + 1 .. i + depth
-    block = max(1, _BLOCK_ELEMENTS // (2 * depth))
-    parts = [
-        _sinc_block(r, taps, rows[i : i + block], lag[i : i + block], depth)
-        for i in range(0, max(1, lag.shape[0]), block)
-    ]
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
-
-
-def _sinc_block(r: Tensor, taps: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:
-    big = r.shape[-1] - 1
-    points = lag.shape[0]
-    base = torch.floor(lag)
-    frac = lag - base
-    base_i = base.to(torch.int64)
-    eff = torch.clamp(big - base_i, max=depth)  # samples available right of the point
-    effd = eff.to(lag.dtype)
-    values = taps[rows, base_i + 1]  # (P, 2D): (-1)^(base + k) r at lags base + k, k = 1 - depth .. depth
-    # Near the end Praat cuts the depth on the left too: mask those taps (few points, or all of them when
-    # the depth reaches the end of every sequence).
-    k = torch.arange(1 - depth, depth + 1, device=r.device)
-    cut = (eff < depth).nonzero(as_tuple=True)[0]
-    if 4 * cut.numel() > points:
-        values.mul_(k >= 1 - eff[:, None])
-    elif cut.numel():
-        values[cut] = values[cut] * (k >= 1 - eff[cut, None])
-    a = (math.pi * frac)[:, None] - math.pi * k.to(lag.dtype)  # pi * (lag - tap)
-    # The raised-cosine window; its half-width differs left (k <= 0) and right (k >= 1) of the point.
-    inv_width = torch.stack((1.0 / (frac + effd), 1.0 / (effd + 1.0 - frac)), dim=1)[..., None]
-    window = torch.mul(a.view(points, 2, depth), inv_width).cos_().add_(1.0)
-    # sin(pi (lag - tap)) = (-1)^k sin(pi frac) left of the point and (-1)^k sin(pi (1 - frac)) right of
-    # it: two sines per point, each from its own small argument as in Praat (sin(pi frac) loses digits as
-    # frac -> 1); the (-1)^k is in the table. At a sample (frac = 0) the kernel is 0/0; the sample itself
-    # replaces the result below.
-    halves = torch.linalg.vecdot(values.div_(a).view(points, 2, depth), window)  # (P, 2)
-    sines = torch.stack((torch.sin(math.pi * frac), torch.sin(math.pi * (1.0 - frac))), dim=1)
-    out = 0.5 * (1.0 - 2.0 * base_i.remainder(2).to(lag.dtype)) * (halves * sines).sum(dim=1)
-    # Near the end of the sequence Praat's depth drops below 3 and it switches to cubic (2), linear (1)
-    # or nearest-sample (0) interpolation; the few points there are done apart.
-    flat = r.reshape(-1)
-    offset = rows * (big + 1)
-    mid_l = flat[base_i + offset]
-    low = (eff < 3).nonzero(as_tuple=True)[0]
-    if low.numel():
-        b, o, fil = base_i[low], offset[low], frac[low]
-        left_, mid_r, right_ = (flat[(b + j).abs().clamp(max=big) + o] for j in (-1, 1, 2))
-        here = mid_l[low]
-        fir = 1.0 - fil
-        dyl = 0.5 * (mid_r - left_)
-        dyr = 0.5 * (right_ - here)
-        cubic = (
-            here * fir
-            + mid_r * fil
-            - fil * fir * (0.5 * (dyr - dyl) + (fil - 0.5) * (dyl + dyr - 2.0 * (mid_r - here)))
-        )
-        linear = here + fil * (mid_r - here)
-        nearest = torch.where(fil < 0.5, here, mid_r)
-        e = eff[low]
-        out[low] = torch.where(e == 2, cubic, torch.where(e == 1, linear, nearest))
-    # The interpolant passes through the samples (Praat returns them exactly).
-    return torch.where(frac == 0, mid_l, out)
-
-
-def coarse_maxima(r: Tensor, rows: Tensor, peak: Tensor, start: Tensor, depth: int) -> tuple[Tensor, Tensor]:
-    """The best of ``start`` and quarter-sample offsets of ``peak`` (within ``[peak - 1, peak + 1]``) on the
-    sinc interpolation of ``r``: a starting point on the right hump when the interpolant has two inside
-    Praat's bracket, and a screening value for choosing which peaks to refine.
-
-    Returns:
-        the best points and their interpolated values, both ``(P,)``.
-    """
-    offsets = torch.tensor([-0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75], dtype=peak.dtype, device=peak.device)
-    start = torch.minimum(torch.maximum(start, peak - 1.0), peak + 1.0)
-    trial = torch.cat((start[None], peak[None] + offsets[:, None])).clamp(min=0.0)
-    values = sinc_interpolate(r, rows.repeat(trial.shape[0]), trial.reshape(-1), depth).view(trial.shape)
-    best, index = values.max(dim=0, keepdim=True)
-    return trial.gather(0, index)[0], best[0]
-
-
-def polish_maxima(
-    r: Tensor,
-    rows: Tensor,
-    peak: Tensor,
-    x: Tensor,
-    depth: int,
-    steps: tuple[float, ...] = (0.05, 2e-3),
-) -> tuple[Tensor, Tensor]:
-    """Parabolic steps through the sinc interpolation at ``x - h, x, x + h`` with shrinking ``h``, kept
-    inside ``[peak - 1, peak + 1]``; from a point within a quarter sample of the maximum, two steps
-    (``h`` = 0.05, then 0.002) reach it to ~1e-5 samples (1e-4 cents at 100 Hz).
-
-    Returns:
-        the maxima's lags and interpolated values, both ``(P,)``.
-    """
-    lo, hi = peak - 1.0, peak + 1.0
-    rows3 = rows.repeat(3)
-    for h in steps:
-        f = sinc_interpolate(r, rows3, torch.cat(((x - h).clamp(min=0.0), x, x + h)), depth).view(3, -1)
-        curvature = 2.0 * f[1] - f[0] - f[2]
-        bent = curvature > 0
-        step = torch.where(bent, 0.5 * h * (f[2] - f[0]) / torch.where(bent, curvature, 1.0), 0.0)
-        x = torch.minimum(torch.maximum(x + step.clamp(-0.5, 0.5), lo), hi)
-    return x, sinc_interpolate(r, rows, x, depth)
-
-
-def refine_maxima(
-    r: Tensor, rows: Tensor, peak: Tensor, start: Tensor, depth: int, coarse_depth: int = 30
-) -> tuple[Tensor, Tensor]:
-    """Maximize the sinc interpolation of ``r`` near integer peak lags, as Praat's ``NUMimproveMaximum``
-    does with Brent's method on ``[peak - 1, peak + 1]`` (to 1e-10): :func:`coarse_maxima` (on a
-    ``coarse_depth`` interpolation, enough to pick the right hump), then :func:`polish_maxima`.
-
-    Args:
-        r: ``(M, R + 1)`` sequences (lags ``0..R`` of a symmetric sequence).
-        rows: int64 ``(P,)`` which sequence each peak belongs to.
-        peak: ``(P,)`` integer-valued peak lags, as floats.
-        start: ``(P,)`` starting lags (parabolic estimates).
-        depth: sinc depth.
-
-    Returns:
-        refined lags and the interpolated maxima, both ``(P,)``.
-    """
-    x, _ = coarse_maxima(r, rows, peak, start, min(depth, coarse_depth))
-    return polish_maxima(r, rows, peak, x, depth)
-
-
 class _Grid(NamedTuple):
     counts: Tensor
     times: Tensor  # (B, N) float64
@@ -305,7 +144,7 @@ class _Candidates(NamedTuple):
 
 def _peaks(
     r: Tensor, last_lag: int, threshold: float, n_keep: int, octave_cost: float, floor_lag: float
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Praat's first pass over one frame's correlation ``r`` (rows of ``(M, R + 1)``).
 
     Local maxima at lags ``2 .. last_lag - 1`` above ``threshold``; the strongest ``n_keep`` by the
@@ -313,7 +152,7 @@ def _peaks(
     log2(floor_lag / lag)`` (Praat's ``strength - octaveCost * log2(minimumPitch / f)``) are kept.
 
     Returns:
-        ``(M, n_keep)`` integer peak lags (as floats), parabolic lags, and a presence mask.
+        ``(M, n_keep)`` int64 peak lags and a presence mask.
     """
     i = torch.arange(2, last_lag, device=r.device)
     mid, before, after = r[:, 2:last_lag], r[:, 1 : last_lag - 1], r[:, 3 : last_lag + 1]
@@ -334,7 +173,7 @@ def _peaks(
     local[rows, cols] = strength - octave_cost * torch.log2(floor_lag / pre_lag[rows, cols])
     keep_score, keep = local.topk(min(n_keep, n_pre), dim=1)
     present = torch.isfinite(keep_score)
-    return (pre_idx.gather(1, keep) + 2).to(r.dtype), pre_lag.gather(1, keep), present
+    return pre_idx.gather(1, keep) + 2, present
 
 
 def _ac_candidates(
@@ -393,19 +232,19 @@ def _ac_candidates(
     r = ac / (torch.where(energy > 0, energy, 1.0) * window_r)
     r[:, 0] = 1.0
     last_lag = min(maximum_lag, brent_ixmax)
-    peak_lag, start, present = _peaks(
+    peak_lag, present = _peaks(
         r, last_lag, 0.5 * voicing_threshold, max_candidates - 1, octave_cost, sample_rate / floor
     )
     silent = (local_peak == 0).reshape(-1, 1) | (energy <= 0)
     present = present & ~silent & (global_peak > 0).repeat_interleave(n_frames)[:, None]
     # Candidates whose bracket lies wholly above the ceiling are voiceless whatever their refinement: they
     # keep their slot (and their integer lag) but are not refined.
-    lag = peak_lag.clone()
-    strength = torch.zeros_like(peak_lag)
+    lag = peak_lag.to(r.dtype)
+    strength = torch.zeros_like(lag)
     rows, cols = (present & (peak_lag + 1.0 >= sample_rate / ceiling)).nonzero(as_tuple=True)
     # Candidates above the sample rate's 0.3 would use depth 700 in Praat; they lie above any usable
     # ceiling and can never win, so depth 70 serves them too.
-    found_lag, found = refine_maxima(r, rows, peak_lag[rows, cols], start[rows, cols], 70, coarse_depth=70)
+    found_lag, found = sinc_maxima(r, rows, peak_lag[rows, cols], 70)
     lag[rows, cols] = found_lag
     strength[rows, cols] = torch.where(found > 1.0, 1.0 / found, found)
     k = lag.shape[-1]
