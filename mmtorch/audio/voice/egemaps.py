@@ -26,7 +26,7 @@ from torch import Tensor
 from mmtorch.audio.stage import prepare_waveform, validation
 from mmtorch.audio.voice.descriptors import sma3
 from mmtorch.audio.voice.features import VoiceAnalysis, VoiceFeatures
-from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.framing import gather_row_windows
 from mmtorch.audio.voice.functionals import _compact, functionals, segment_statistics
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -101,41 +101,87 @@ def _names() -> list[str]:
 EGEMAPS_NAMES: list[str] = _names()
 
 
+class _RangeMax:
+    """Maxima of rows of ``values`` (``(V, M)``, non-negative) over index ranges ``[first, last]``, one range
+    per row, without reading every element of every row: the maxima of blocks of 32 cover the whole blocks
+    inside a range, and the range's first and last blocks are read element by element."""
+
+    _BLOCK = 32
+
+    def __init__(self, values: Tensor) -> None:
+        size = self._BLOCK
+        self.width = values.shape[1]
+        blocks = -(-self.width // size)
+        self.values = torch.nn.functional.pad(values, (0, blocks * size - self.width))
+        self.blocks = self.values.view(values.shape[0], blocks, size).amax(dim=-1)
+
+    def __call__(self, first: Tensor, last: Tensor) -> Tensor:
+        """``(V,)`` maxima of ``values[v, first[v] .. last[v]]``; 0 where ``first > last``."""
+        size = self._BLOCK
+        first_block, last_block = (
+            first.clamp(0, self.width - 1) // size,
+            last.clamp(0, self.width - 1) // size,
+        )
+        j = torch.arange(self.blocks.shape[1], device=first.device)
+        between = (j > first_block[:, None]) & (j < last_block[:, None])
+        best = torch.where(between, self.blocks, 0.0).amax(dim=1)
+        for block in (first_block, last_block):
+            k = block[:, None] * size + torch.arange(size, device=first.device)
+            inside = (k >= first[:, None]) & (k <= last[:, None])
+            best = torch.maximum(best, torch.where(inside, self.values.gather(1, k), 0.0).amax(dim=1))
+        return best
+
+
 def _harmonic_levels(
     x: Tensor, lengths: Tensor, sample_rate: int, analysis: VoiceAnalysis
 ) -> tuple[Tensor, Tensor, Tensor]:
     """H1–H2, H1–A3 (dB) and F1–F3 amplitudes relative to H1 (dB, ``(B, N, 3)``) from a 60 ms Gaussian
-    window (openSMILE's sigma 0.4) at each voiced frame; 0 where unvoiced."""
+    window (openSMILE's sigma 0.4) at each voiced frame; 0 where unvoiced (computed at voiced frames only)."""
     pitch, formants = analysis.pitch, analysis.formants
+    rows, cols = pitch.voiced.nonzero(as_tuple=True)
     win = round(0.06 * sample_rate)
     n_fft = 1 << math.ceil(math.log2(win))
     i = torch.arange(win, dtype=torch.float64, device=x.device)
     half = 0.5 * (win - 1)
     window = torch.exp(-0.5 * ((i - half) / (0.4 * half)).square())
-    start = torch.round(pitch.times * sample_rate - 0.5 * win).to(torch.int64)
-    frames = gather_windows(x, lengths, start, win)
+    start = torch.round(pitch.times[rows, cols] * sample_rate - 0.5 * win).to(torch.int64)
+    frames = gather_row_windows(x, lengths, rows, start, win)
+    bins = n_fft // 2 + 1
     if frames.numel():
-        mag = torch.fft.rfft(frames * window, n=n_fft).abs()  # (B, N, bins)
+        spectrum = torch.fft.rfft(frames * window, n=n_fft)  # (V, bins)
+        power = torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)
     else:
-        mag = x.new_zeros(*frames.shape[:2], n_fft // 2 + 1)
+        power = x.new_zeros(frames.shape[0], bins)
     bin_hz = sample_rate / n_fft
-    freqs = torch.arange(mag.shape[-1], dtype=torch.float64, device=x.device) * bin_hz
+    freqs = torch.arange(bins, dtype=torch.float64, device=x.device) * bin_hz
+
+    band_max = _RangeMax(power)
 
     def peak(lo: Tensor, hi: Tensor) -> Tensor:
-        band = (freqs >= lo[..., None]) & (freqs <= hi[..., None])
-        return torch.where(band, mag, 0.0).amax(dim=-1).clamp(min=1e-10)
+        """Largest magnitude over the bins with ``lo <= f <= hi`` (1e-10 when there is none)."""
+        first = torch.ceil(lo / bin_hz).clamp(0, bins).to(torch.int64)
+        last = torch.floor(hi / bin_hz).clamp(-1, bins - 1).to(torch.int64)
+        # The divisions may round across a bin: settle each end by the exact test on f = k * bin_hz.
+        at = freqs[(first - 1).clamp(min=0)]
+        first = torch.where((first > 0) & (at >= lo), first - 1, first)
+        first = torch.where((first < bins) & (freqs[first.clamp(max=bins - 1)] < lo), first + 1, first)
+        at = freqs[(last + 1).clamp(max=bins - 1)]
+        last = torch.where((last < bins - 1) & (at <= hi), last + 1, last)
+        last = torch.where((last >= 0) & (freqs[last.clamp(min=0)] > hi), last - 1, last)
+        return torch.sqrt(band_max(first, last)).clamp(min=1e-10)
 
-    f0 = pitch.f0
+    f0 = pitch.f0[rows, cols]
     h1 = peak(0.9 * f0, 1.1 * f0)
     h2 = peak(1.9 * f0, 2.1 * f0)
     amps = []
     for k in range(3):
-        f, b = formants.frequency[..., k], formants.bandwidth[..., k]
-        amps.append(torch.where(formants.present[..., k], peak(f - 0.5 * b, f + 0.5 * b), h1))
-    voiced = pitch.voiced
+        f, b = formants.frequency[rows, cols, k], formants.bandwidth[rows, cols, k]
+        amps.append(torch.where(formants.present[rows, cols, k], peak(f - 0.5 * b, f + 0.5 * b), h1))
 
     def db(a: Tensor, b: Tensor) -> Tensor:
-        return torch.where(voiced, 20.0 * torch.log10(a / b), 0.0)
+        out = torch.zeros_like(pitch.f0)
+        out[rows, cols] = 20.0 * torch.log10(a / b)
+        return out
 
     relative = torch.stack([db(a, h1) for a in amps], dim=-1)
     return db(h1, h2), db(h1, amps[2]), relative
@@ -160,15 +206,9 @@ def egemaps(
         raise ValueError("egemaps needs a VoiceFeatures computing every feature")
     x, given = prepare_waveform(x, lengths, "egemaps")
     lengths = full_lengths(x) if given is None else given
-    groups = voice._groups(x, lengths)
-    if groups is not None and len(groups) > 1:  # CPU: groups of similar length (same numbers, faster)
-        out = torch.zeros(x.shape[0], len(EGEMAPS_NAMES), dtype=torch.float64, device=x.device)
-        with validation(False):
-            for rows, size in groups:
-                out[rows] = egemaps(x[rows, :size], lengths[rows], sample_rate, voice)
-        return out
     x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
-    analysis = voice.analyse(x64, lengths)
+    with validation(False):
+        analysis = voice.analyse(x64, lengths)  # on CPU in groups of similar length (same numbers)
     frames = analysis.lengths
     feats = analysis.features.to(torch.float64)
     row = {name: feats[:, i] for i, name in enumerate(voice.feature_names)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -39,7 +39,7 @@ from mmtorch.audio.voice.pitch import PitchTrack, hop_grid, pitch_ac, praat_fram
 from mmtorch.audio.voice.pulses import PulseTrain, glottal_pulses
 from mmtorch.masks import full_lengths, lengths_to_mask
 
-__all__ = ["VOICE_FEATURES", "VoiceAnalysis", "VoiceFeatures", "length_groups"]
+__all__ = ["VOICE_FEATURES", "VoiceAnalysis", "VoiceFeatures", "length_groups", "merge_parts"]
 
 _SPECTRAL_NAMES: tuple[str, ...] = (
     "intensity_dB",
@@ -69,6 +69,8 @@ VOICE_FEATURES: tuple[str, ...] = (
     "F3_bandwidth_Hz",
 )
 
+_T = TypeVar("_T", bound=tuple)
+
 _PERIODICITY = {"HNR_dB"}
 _PERTURBATION = {"jitter_local", "shimmer_local", "shimmer_local_dB"}
 _FORMANTS = {name for name in VOICE_FEATURES if name.startswith("F") and name[1].isdigit()}
@@ -86,19 +88,34 @@ def length_groups(lengths: Tensor, size: int) -> list[tuple[Tensor, int]]:
     return [(order[i : i + size].to(lengths.device), int(ordered[i])) for i in range(0, len(ordered), size)]
 
 
-def _merge_tracks(tracks: list[tuple[Tensor, PitchTrack]], batch: int, n: int) -> PitchTrack:
-    """One :class:`PitchTrack` for the batch from the tracks of groups of its items."""
-    first = tracks[0][1]
-    f0 = first.f0.new_zeros(batch, n)
-    strength, times = torch.zeros_like(f0), torch.zeros_like(f0)
-    voiced = torch.zeros(batch, n, dtype=torch.bool, device=f0.device)
-    lengths = torch.zeros(batch, dtype=torch.int64, device=f0.device)
-    for rows, track in tracks:
-        width = track.f0.shape[1]
-        f0[rows, :width], strength[rows, :width] = track.f0, track.strength
-        voiced[rows, :width], times[rows, :width] = track.voiced, track.times
-        lengths[rows] = track.lengths
-    return PitchTrack(f0, strength, voiced, times, lengths, first.time_step)
+def merge_parts(parts: list[tuple[Tensor, _T]], batch: int, n: int) -> _T:
+    """One batch-wide result (a track, a dict of rows, or a NamedTuple of those) from the results of
+    groups of its items, given as ``(rows, part)`` pairs.
+
+    Per-item tensors ``(B_g,)`` go to their rows; per-frame tensors ``(B_g, N_g, ...)`` to their rows and
+    first ``N_g`` frames of ``(batch, n, ...)``, zeros after; NamedTuples and dicts are merged field by
+    field (plain tuples element by element); anything else (``None``, a time step) is taken from the first part.
+    """
+    rows = [r for r, _ in parts]
+    return _merge([p for _, p in parts], rows, batch, n)
+
+
+def _merge(values: list, rows: list[Tensor], batch: int, n: int) -> Any:
+    first = values[0]
+    if isinstance(first, Tensor):
+        out = first.new_zeros((batch,) if first.dim() == 1 else (batch, n, *first.shape[2:]))
+        for where, piece in zip(rows, values, strict=True):
+            if piece.dim() == 1:
+                out[where] = piece
+            else:
+                out[where, : piece.shape[1]] = piece
+        return out
+    if isinstance(first, dict):
+        return {key: _merge([v[key] for v in values], rows, batch, n) for key in first}
+    if isinstance(first, tuple):
+        merged = (_merge([v[i] for v in values], rows, batch, n) for i in range(len(first)))
+        return type(first)(*merged) if hasattr(first, "_fields") else tuple(merged)
+    return first
 
 
 class _FrameRows(NamedTuple):
@@ -213,32 +230,8 @@ class VoiceFeatures(Stage):
         return praat_frame_grid(lengths, self.sample_rate, 3.0 / self.floor, self.time_step)[0]
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        groups = self._groups(x, lengths)
-        if groups is None:
-            analysis = self.analyse(x, lengths)
-            return analysis.features, analysis.lengths
-        x, given = prepare_waveform(x, lengths, "VoiceFeatures")
-        lengths = full_lengths(x) if given is None else given
-        frames = self.output_lengths(lengths)
-        n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
-        out = x.new_zeros(x.shape[0], len(self.features), n)
-        x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
-        tracks = []
-        with validation(False):
-            for rows, size in groups:
-                analysis = self._frame_rows(x64[rows, :size], lengths[rows])
-                tracks.append((rows, analysis.pitch))
-                for i, name in enumerate(self.features):
-                    if name in analysis.rows:
-                        out[rows, i, : analysis.pitch.f0.shape[1]] = analysis.rows[name].to(x.dtype)
-        if set(self.features) & _PERTURBATION:
-            # The pulse walk steps through time once for the whole batch: its cost is mostly per step.
-            pitch = _merge_tracks(tracks, x.shape[0], n)
-            values = self._perturbation_rows(x64, lengths, pitch)[1]
-            for i, name in enumerate(self.features):
-                if name in values:
-                    out[:, i] = values[name].to(x.dtype)
-        return zero_padding(out, frames), frames
+        analysis = self.analyse(x, lengths)
+        return analysis.features, analysis.lengths
 
     def _groups(self, x: Tensor, lengths: Tensor | None) -> list[tuple[Tensor, int]] | None:
         """Groups of items of similar length for the ``"items"`` strategy (``None``: one padded batch)."""
@@ -251,16 +244,24 @@ class VoiceFeatures(Stage):
         return length_groups(full_lengths(x) if lengths is None else lengths, _GROUP)
 
     def analyse(self, x: Tensor, lengths: Tensor | None = None) -> VoiceAnalysis:
-        """Run every analysis and return the features together with the tracks they came from."""
+        """Run every analysis and return the features together with the tracks they came from.
+
+        With the ``"items"`` strategy the frame-wise analyses run per group of similar length and their
+        tracks are merged; the glottal-pulse walk, whose cost is per time step rather than per item, runs
+        once over the whole batch either way.
+        """
         x, given = prepare_waveform(x, lengths, "VoiceFeatures")
         dtype = x.dtype
-        lengths = (
-            torch.full((x.shape[0],), x.shape[1], dtype=torch.int64, device=x.device)
-            if given is None
-            else given
-        )
+        lengths = full_lengths(x) if given is None else given
         x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
-        frame = self._frame_rows(x64, lengths)
+        groups = self._groups(x, lengths)
+        if groups is None:
+            frame = self._frame_rows(x64, lengths)
+        else:
+            n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
+            with validation(False):
+                parts = [(rows, self._frame_rows(x64[rows, :size], lengths[rows])) for rows, size in groups]
+            frame = merge_parts(parts, x.shape[0], n)
         pulses, perturbation = self._perturbation_rows(x64, lengths, frame.pitch)
         rows = {**frame.rows, **perturbation}
         frames = frame.pitch.lengths

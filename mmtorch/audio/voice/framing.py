@@ -15,6 +15,7 @@ from mmtorch.audio.stft import pad_edges
 from mmtorch.masks import lengths_to_mask
 
 __all__ = [
+    "RowWindows",
     "centred_frames",
     "gather_row_windows",
     "gather_windows",
@@ -84,18 +85,13 @@ def gather_windows(x: Tensor, lengths: Tensor, starts: Tensor, size: int) -> Ten
     Returns:
         ``(B, N, size)``.
     """
-    batch, time = x.shape
-    idx = starts[:, :, None] + torch.arange(size, device=x.device)
-    inside = (idx >= 0) & (idx < lengths[:, None, None])
-    if time == 0 or idx.numel() == 0:
-        return x.new_zeros(*idx.shape)
-    flat = x.gather(1, idx.clamp(0, time - 1).reshape(batch, -1)).reshape(idx.shape)
-    return torch.where(inside, flat, flat.new_zeros(()))
+    batch = x.shape[0]
+    rows = torch.arange(batch, device=x.device)[:, None].expand_as(starts)
+    return RowWindows(x, lengths, starts, size).take(rows, starts, size)
 
 
 def gather_row_windows(x: Tensor, lengths: Tensor, rows: Tensor, starts: Tensor, size: int) -> Tensor:
-    """Windows ``x[rows[q], starts[q] : starts[q] + size]`` with zeros outside that item's valid samples,
-    without copying whole rows (``gather_windows(x[rows], ...)`` would copy one item per query).
+    """Windows ``x[rows[q], starts[q] : starts[q] + size]`` with zeros outside that item's valid samples.
 
     Args:
         x: ``(B, T)``; lengths: int64 ``(B,)``.
@@ -104,13 +100,51 @@ def gather_row_windows(x: Tensor, lengths: Tensor, rows: Tensor, starts: Tensor,
     Returns:
         ``(Q, size)``.
     """
-    time = x.shape[1]
-    idx = starts[:, None] + torch.arange(size, device=x.device)
-    inside = (idx >= 0) & (idx < lengths[rows][:, None])
-    if time == 0 or idx.numel() == 0:
-        return x.new_zeros(*idx.shape)
-    flat = x.reshape(-1)[idx.clamp(0, time - 1) + (rows * time)[:, None]]
-    return torch.where(inside, flat, flat.new_zeros(()))
+    return RowWindows(x, lengths, starts, size).take(rows, starts, size)
+
+
+class RowWindows:
+    """A batch of signals prepared for cutting many windows: zeros outside each item's valid samples and
+    zero padding at both ends, so that a window is one slice of a strided view (no index per sample, no
+    masks). Build it once and :meth:`take` windows many times (the glottal-pulse walk does).
+
+    Args:
+        x: ``(B, T)``; lengths: int64 ``(B,)``.
+        starts, size: windows this source must serve without falling back: the padding covers
+            ``starts.min()`` to ``starts.max() + size``. ``None``: ``pad`` samples on each side.
+        pad: padding when ``starts`` is ``None``.
+    """
+
+    def __init__(
+        self, x: Tensor, lengths: Tensor, starts: Tensor | None = None, size: int = 0, pad: int = 0
+    ) -> None:
+        self.x, self.lengths = x, lengths
+        time = x.shape[1]
+        self.left = self.right = pad
+        if starts is not None and starts.numel():
+            self.left = max(0, -int(starts.min()))
+            self.right = max(0, int(starts.max()) + size - time)
+        valid = torch.arange(time, device=x.device) < lengths[:, None]
+        self.padded = torch.nn.functional.pad(torch.where(valid, x, x.new_zeros(())), (self.left, self.right))
+
+    def take(self, rows: Tensor, starts: Tensor, size: int) -> Tensor:
+        """Windows ``x[rows, starts : starts + size]`` (any matching shapes of ``rows`` and ``starts``),
+        zeros outside the item's valid samples: ``(*starts.shape, size)``."""
+        first = starts + self.left
+        if starts.numel() == 0 or self.x.shape[0] == 0:
+            return self.x.new_zeros(*starts.shape, size)
+        if int(first.min()) < 0 or int(first.max()) + size > self.padded.shape[1]:
+            return self._masked(rows, starts, size)  # beyond the padding: the slow, general way
+        return self.padded.unfold(1, size, 1)[rows, first] if size else self.x.new_zeros(*starts.shape, 0)
+
+    def _masked(self, rows: Tensor, starts: Tensor, size: int) -> Tensor:
+        time = self.x.shape[1]
+        idx = starts[..., None] + torch.arange(size, device=self.x.device)
+        inside = (idx >= 0) & (idx < self.lengths[rows][..., None])
+        if time == 0:
+            return self.x.new_zeros(*idx.shape)
+        flat = self.x.reshape(-1)[idx.clamp(0, time - 1) + (rows * time)[..., None]]
+        return torch.where(inside, flat, flat.new_zeros(()))
 
 
 def safe_sqrt(x: Tensor) -> Tensor:

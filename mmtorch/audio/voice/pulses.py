@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from mmtorch.audio.voice.framing import gather_row_windows
+from mmtorch.audio.voice.framing import RowWindows
 from mmtorch.audio.voice.pitch import PitchTrack
 from mmtorch.masks import lengths_to_mask
 
@@ -98,7 +98,9 @@ def _nearest_index(t: Tensor, dx: float) -> Tensor:
     return torch.floor((t - 0.5 * dx) / dx + 1.0 + 0.5).to(torch.int64) - 1
 
 
-def _find_extremum(x: Tensor, lengths: Tensor, rows: Tensor, tmin: Tensor, tmax: Tensor, dx: float) -> Tensor:
+def _find_extremum(
+    source: RowWindows, lengths: Tensor, rows: Tensor, tmin: Tensor, tmax: Tensor, dx: float
+) -> Tensor:
     """Praat's ``Sound_findExtremum`` (maxima and minima): the time of the sample with the largest absolute
     extremum in ``[tmin, tmax]``, refined parabolically; the interval's middle when it holds no sample."""
     imin = _low_index(tmin, dx).clamp(min=0)
@@ -107,8 +109,8 @@ def _find_extremum(x: Tensor, lengths: Tensor, rows: Tensor, tmin: Tensor, tmax:
     width = int(n.max()) if n.numel() else 0
     if width <= 0:
         return 0.5 * (tmin + tmax)
-    values = gather_row_windows(x, lengths, rows, imin, width)
-    j = torch.arange(width, device=x.device)
+    values = source.take(rows, imin, width)
+    j = torch.arange(width, device=values.device)
     inside = j < n[:, None]
     vmax, imx = torch.where(inside, values, -math.inf).max(dim=1)
     vmin, imn = torch.where(inside, values, math.inf).min(dim=1)
@@ -128,7 +130,7 @@ def _find_extremum(x: Tensor, lengths: Tensor, rows: Tensor, tmin: Tensor, tmax:
 
 
 def _max_correlation(
-    x: Tensor,
+    source: RowWindows,
     lengths: Tensor,
     rows: Tensor,
     t1: Tensor,
@@ -155,18 +157,19 @@ def _max_correlation(
     q = rows.shape[0]
     wmax, kmax = int(w.max()), int(k.max())
     n = lengths[rows]
-    seg1 = gather_row_windows(x, lengths, rows, ileft1, wmax)
+    x = source.x
+    seg1 = source.take(rows, ileft1, wmax)
     valid1 = (torch.arange(wmax, device=x.device) < w[:, None]) & (
         (ileft1[:, None] + torch.arange(wmax, device=x.device) >= 0)
         & (ileft1[:, None] + torch.arange(wmax, device=x.device) < n[:, None])
     )
     seg1 = torch.where(valid1, seg1, 0.0)
     span_len = kmax + wmax
-    span = gather_row_windows(x, lengths, rows, ileft2min, span_len)
+    span = source.take(rows, ileft2min, span_len)
     # Pairs with either sample outside the sound are skipped in all three sums. The samples inside the
     # sound are one run in each window, so the two energies are differences of running sums.
     windows = span.unfold(1, wmax, 1)[:, : kmax + 1]  # (q, lags, window) view
-    product = (windows * seg1[:, None, :]).sum(dim=-1)
+    product = torch.bmm(windows, seg1[:, :, None])[..., 0]
     lag = torch.arange(kmax + 1, device=x.device)
     first1 = (-ileft1).clamp(0, wmax)[:, None]
     stop1 = torch.minimum(w, n - ileft1)[:, None].clamp(min=first1)
@@ -199,7 +202,7 @@ def _max_correlation(
     ir = (ileft2min - 1 + j).to(x.dtype) + torch.where(bend, dr / safe, 0.0)
     t_new = t1 + (ir - ileft1.to(x.dtype)) * dx
     # The peak Praat reports: max |x| over the pairs of the window at lag j (the iteration after the best).
-    peak_window = gather_row_windows(x, lengths, rows, ileft2min + j, wmax)
+    peak_window = source.take(rows, ileft2min + j, wmax)
     in_sound = (ileft2min + j)[:, None] + torch.arange(wmax, device=x.device)
     in_sound = (in_sound >= 0) & (in_sound < n[:, None])
     peak = torch.where(valid1 & in_sound, peak_window.abs(), 0.0).amax(dim=1) if wmax else x.new_zeros(q)
@@ -250,7 +253,10 @@ def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchT
         return PulseTrain(x.new_zeros(batch, 0), torch.zeros(batch, dtype=torch.int64, device=x.device))
     tmiddle = 0.5 * (tleft + tright)
     f0middle = pitch_at(track, rows, tmiddle)
-    first = _find_extremum(x, lengths, rows, tmiddle - 0.5 / f0middle, tmiddle + 0.5 / f0middle, dx)
+    # Every window of the walk lies within a few of the longest periods of the stretches' start and end.
+    longest = 1.0 / float(torch.where(track.voiced, track.f0, math.inf).amin().clamp(min=1.0))
+    source = RowWindows(x, lengths, pad=math.ceil(4.0 * longest * sample_rate) + 2)
+    first = _find_extremum(source, lengths, rows, tmiddle - 0.5 / f0middle, tmiddle + 0.5 / f0middle, dx)
 
     # Two walks per stretch: left (direction -1) and right (+1), all advancing together.
     walk_interval = torch.arange(n_int, device=x.device).repeat(2)
@@ -276,7 +282,7 @@ def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchT
         period = 1.0 / f0
         lo = torch.where(d < 0, now - 1.25 * period, now + 0.8 * period)
         hi = torch.where(d < 0, now - 0.8 * period, now + 1.25 * period)
-        corr, t_new, peak = _max_correlation(x, lengths, b, now, period, lo, hi, dx)
+        corr, t_new, peak = _max_correlation(source, lengths, b, now, period, lo, hi, dx)
         t_new = torch.where(corr == -1.0, now + d * period, t_new)
         beyond = torch.where(d < 0, t_new < tleft[k], t_new > tright[k])
         gp = global_peak[b]

@@ -6,11 +6,11 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
-from mmtorch.audio.voice.features import _GROUP, length_groups
+from mmtorch.audio.voice.features import _GROUP, length_groups, merge_parts
 from mmtorch.audio.voice.formants import formants_burg
 from mmtorch.audio.voice.harmonicity import harmonicity_cc, harmonicity_mean
 from mmtorch.audio.voice.perturbation import jitter_local, shimmer_local
-from mmtorch.audio.voice.pitch import pitch_ac
+from mmtorch.audio.voice.pitch import PitchTrack, pitch_ac, praat_frame_grid
 from mmtorch.audio.voice.pulses import glottal_pulses, sampled_value_at
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -63,27 +63,32 @@ def voice_report(
     """
     x, given = prepare_waveform(x, lengths, "voice_report")
     lengths = full_lengths(x) if given is None else given
-    if x.device.type == "cpu" and x.shape[0] > _GROUP:  # groups of similar length: same numbers, faster
-        parts: dict[str, Tensor] = {}
-        with validation(False):
-            for rows, size in length_groups(lengths, _GROUP):
-                part = voice_report(
-                    x[rows, :size], lengths[rows], sample_rate, floor, ceiling, max_formant, empty_value
-                )
-                for key, value in part.items():
-                    parts.setdefault(key, torch.zeros(x.shape[0], dtype=value.dtype, device=x.device))[
-                        rows
-                    ] = value
-        return parts
     x = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
-    pitch = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling)
-    n_voiced = pitch.voiced.sum(dim=1)
     out: dict[str, Tensor] = {}
 
     def put(key: str, value: Tensor, defined: Tensor) -> None:
         out[key] = torch.where(defined, value, empty_value)
         out[f"{key}_defined"] = defined
 
+    # Pitch, HNR and formants are frame-wise: on CPU they run in groups of similar length (same numbers,
+    # less padding). The pulse walk's cost is per time step, so it runs once over the whole batch.
+    groups = length_groups(lengths, _GROUP) if x.device.type == "cpu" and x.shape[0] > _GROUP else None
+    if groups is None:
+        pitch, hnr, f_means = _frame_measures(x, lengths, sample_rate, floor, ceiling, max_formant)
+    else:
+        n = int(
+            praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0]
+        )
+        with validation(False):
+            parts = [
+                (
+                    rows,
+                    _frame_measures(x[rows, :size], lengths[rows], sample_rate, floor, ceiling, max_formant),
+                )
+                for rows, size in groups
+            ]
+        pitch, hnr, f_means = merge_parts(parts, x.shape[0], n)
+    n_voiced = pitch.voiced.sum(dim=1)
     put("f0_mean_hz", pitch.f0.sum(dim=1) / n_voiced.clamp(min=1), n_voiced > 0)
     pulses = glottal_pulses(x, lengths, sample_rate, pitch)
     jitter = jitter_local(pulses, empty_value=empty_value)
@@ -91,11 +96,23 @@ def voice_report(
     local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
     put("shimmer_local", local.value, local.defined)
     put("shimmer_local_db", local_db.value, local_db.defined)
+    put("hnr_db", hnr[0], hnr[1])
+    for k in range(3):
+        put(f"f{k + 1}_mean_hz", f_means[0][:, k], f_means[1][:, k])
+    return out
+
+
+def _frame_measures(
+    x: Tensor, lengths: Tensor, sample_rate: float, floor: float, ceiling: float, max_formant: float
+) -> tuple[PitchTrack, tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The pitch track, the HNR mean and whether it is defined, and the F1–F3 means ``(B, 3)`` over the
+    voiced frames with whether each is defined."""
+    pitch = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling)
     hnr = harmonicity_cc(x, lengths, sample_rate, 0.01, floor, 0.1, 1.0)
-    put("hnr_db", harmonicity_mean(hnr, empty_value), hnr.voiced.any(dim=1))
     formants = formants_burg(x, lengths, sample_rate, max_frequency=max_formant)
     rows, frame = pitch.voiced.nonzero(as_tuple=True)
     t = pitch.times[rows, frame]
+    means, defined = [], []
     for k in range(3):
         values = sampled_value_at(
             formants.frequency[..., k],
@@ -107,7 +124,14 @@ def voice_report(
             t,
         )
         ok = ~torch.isnan(values)
-        total = torch.zeros_like(n_voiced, dtype=x.dtype).index_add_(0, rows, torch.where(ok, values, 0.0))
-        count = torch.zeros_like(n_voiced).index_add_(0, rows, ok.to(torch.int64))
-        put(f"f{k + 1}_mean_hz", total / count.clamp(min=1), count > 0)
-    return out
+        total = x.new_zeros(x.shape[0]).index_add_(0, rows, torch.where(ok, values, 0.0))
+        count = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device).index_add_(
+            0, rows, ok.to(torch.int64)
+        )
+        means.append(total / count.clamp(min=1))
+        defined.append(count > 0)
+    return (
+        pitch,
+        (harmonicity_mean(hnr, 0.0), hnr.voiced.any(dim=1)),
+        (torch.stack(means, 1), torch.stack(defined, 1)),
+    )

@@ -14,6 +14,7 @@ from parselmouth.praat import call
 
 from mmtorch.audio.voice import VOICE_FEATURES, VoiceFeatures, harmonicity_cc, pitch_ac
 from mmtorch.audio.voice.features import VoiceAnalysis
+from mmtorch.masks import lengths_to_mask
 
 SPEECH = load_speech(torch.float64)
 
@@ -175,3 +176,33 @@ def test_hop_grid_settings() -> None:
     assert frames.tolist() == [3, 0] and y.shape == (2, 30, 3) and torch.isfinite(y).all()
     with pytest.raises(ValueError, match="hop_length"):
         VoiceFeatures(16000, hop_length=0)
+
+
+def test_groups_of_items_equal_the_padded_batch() -> None:
+    """11 items: on CPU the frame analyses run in two groups of similar length and the pulse walk once over
+    the batch; the "batch" strategy, ``egemaps`` and ``voice_report`` give the same numbers."""
+    from mmtorch.audio.voice import egemaps, voice_report
+
+    items = [speechlike(3000 + 1700 * i, f0=110.0 + 9 * i, seed=i, dtype=torch.float64) for i in range(11)]
+    items[4] = torch.zeros(5000, dtype=torch.float64)  # silent: no voiced frames, no pulses
+    x, lengths = pad_batch(items, garbage=math.nan)
+    grouped = VoiceFeatures(16000, strategy="items").analyse(x, lengths)
+    whole = VoiceFeatures(16000, strategy="batch").analyse(x, lengths)
+    torch.testing.assert_close(grouped.features, whole.features, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(grouped.pitch.times, whole.pitch.times, rtol=0, atol=0)
+    valid = lengths_to_mask(whole.lengths, whole.features.shape[-1])[..., None]
+    torch.testing.assert_close(
+        grouped.formants.frequency * valid, whole.formants.frequency * valid, rtol=1e-9, atol=1e-9
+    )
+    assert torch.equal(grouped.pulses.counts, whole.pulses.counts) and int(grouped.pulses.counts[4]) == 0
+    assert (grouped.features[:, VOICE_FEATURES.index("jitter_local")] > 0).any()
+    report = voice_report(x, lengths, 16000)
+    values = egemaps(x, lengths, 16000)
+    for b in (0, 4, 10):
+        alone = voice_report(items[b][None], None, 16000)
+        for key, value in alone.items():
+            if value.dtype == torch.bool:
+                assert bool(report[key][b]) == bool(value[0]), key
+            else:
+                assert float(report[key][b]) == pytest.approx(float(value[0]), rel=1e-9, abs=1e-12), key
+        torch.testing.assert_close(values[b], egemaps(items[b][None], None, 16000)[0], rtol=1e-9, atol=1e-9)

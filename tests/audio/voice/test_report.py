@@ -60,3 +60,19 @@ def test_egemaps_energy_and_spectral_block_close_to_opensmile() -> None:
         float(ref["equivalentSoundLevel_dBp"].iloc[0]), abs=0.5
     )
     assert ours["VoicedSegmentsPerSec"] == pytest.approx(float(ref["VoicedSegmentsPerSec"].iloc[0]), rel=0.2)
+
+
+def test_range_maxima_are_the_brute_force_maxima() -> None:
+    """The band maxima behind H1–H2, H1–A3 and the formant amplitudes: blocks plus partial ends."""
+    from mmtorch.audio.voice.egemaps import _RangeMax
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(400, 513, generator=g, dtype=torch.float64)
+    first = torch.randint(-3, 516, (400,), generator=g)
+    last = first + torch.randint(-2, 300, (400,), generator=g)
+    last[:50] = first[:50] + torch.randint(0, 5, (50,), generator=g)  # inside one block, mostly
+    ours = _RangeMax(values)(first, last)
+    for v in range(400):
+        lo, hi = max(int(first[v]), 0), min(int(last[v]), 512)
+        expected = values[v, lo : hi + 1].max() if lo <= hi else torch.tensor(0.0, dtype=torch.float64)
+        assert float(ours[v]) == float(expected), v
