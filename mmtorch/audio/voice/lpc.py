@@ -35,17 +35,31 @@ def lpc_burg(frames: Tensor, order: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"LPC: need 1 <= order < frame length, got order={order}, frame length={n}")
     shape = frames.shape[:-1]
     x = frames.reshape(-1, n)
-    m = x.shape[0]
+    # Blocks of frames whose errors stay in cache through all `order` steps (5x faster than one pass per
+    # step over every frame).
+    parts = [_burg_block(x[i : i + _BURG_BLOCK], order) for i in range(0, max(x.shape[0], 1), _BURG_BLOCK)]
+    a = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+    xms = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+    return a.reshape(*shape, order), xms.reshape(shape)
+
+
+_BURG_BLOCK = 1024
+
+
+def _burg_block(x: Tensor, order: int) -> tuple[Tensor, Tensor]:
+    m, n = x.shape
     a = x.new_zeros(m, order)
     xms = x.square().sum(dim=1) / n
     alive = xms > 0
-    b1 = x[:, :-1].clone()  # forward errors   (Praat's b1[1..n-1])
-    b2 = x[:, 1:].clone()  # backward errors  (Praat's b2[1..n-1])
+    # Forward and backward errors (Praat's b1 and b2) as the two rows of one tensor, so that one batched
+    # Gram product gives all three dot products of a step in a single pass over them.
+    errors = torch.stack((x[:, :-1], x[:, 1:]), dim=1)  # (m, 2, n - 1)
     for i in range(1, order + 1):
         length = n - i
-        f, g = b1[:, None, :length], b2[:, :length, None]  # batched dot products, no temporaries
-        num = torch.bmm(f, g)[:, 0, 0]
-        den = torch.bmm(f, f.mT)[:, 0, 0] + torch.bmm(g.mT, g)[:, 0, 0]
+        live = errors[:, :, :length]
+        gram = torch.bmm(live, live.mT)  # (m, 2, 2): b1.b1, b1.b2, b2.b2
+        num = gram[:, 0, 1]
+        den = gram[:, 0, 0] + gram[:, 1, 1]
         alive = alive & (den > 0)
         k = torch.where(alive, 2.0 * num / torch.where(den > 0, den, 1.0), 0.0)
         xms = torch.where(alive, xms * (1.0 - k.square()), xms)
@@ -55,11 +69,16 @@ def lpc_burg(frames: Tensor, order: int) -> tuple[Tensor, Tensor]:
         a[:, i - 1] = k
         if i < order:
             minus_k = -k[:, None]
-            b1, b2 = (
-                torch.addcmul(b1[:, : length - 1], b2[:, : length - 1], minus_k),
-                torch.addcmul(b2[:, 1:length], b1[:, 1:length], minus_k),
-            )
-    return a.reshape(*shape, order), xms.reshape(shape)
+            b1, b2 = live[:, 0], live[:, 1]
+            forward = (b1[:, : length - 1], b2[:, : length - 1], minus_k)
+            backward = (b2[:, 1:length], b1[:, 1:length], minus_k)
+            if torch.is_grad_enabled() and (errors.requires_grad or k.requires_grad):
+                errors = torch.stack((torch.addcmul(*forward), torch.addcmul(*backward)), dim=1)
+            else:  # written in place of a stack: one pass fewer
+                errors = errors.new_empty(m, 2, length - 1)
+                torch.addcmul(*forward, out=errors[:, 0])
+                torch.addcmul(*backward, out=errors[:, 1])
+    return a, xms
 
 
 def lpc_autocorrelation(frames: Tensor, order: int) -> tuple[Tensor, Tensor]:

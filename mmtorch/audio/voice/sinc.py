@@ -102,19 +102,44 @@ def _coefficient_map(eff: int, device: torch.device) -> Tensor:
     return (values.T @ transform).to(device)
 
 
-def _interval_coefficients(table: Tensor, rows: Tensor, base: Tensor, eff: int, depth_pad: int) -> Tensor:
-    """Chebyshev coefficients ``(P, DEGREE + 1)`` of the interpolant on ``[base, base + 1]`` for points that
-    all have depth ``eff``; ``table`` holds lags ``-depth_pad ..``."""
-    taps = table.unfold(1, 2 * eff, 1)  # taps[m, c] = lags c - depth_pad .. c - depth_pad + 2 eff - 1
-    cmap = _coefficient_map(eff, table.device).to(table.dtype)
-    block = max(1, _BLOCK_ELEMENTS // (2 * eff))
-    start = base + 1 - eff + depth_pad
+@lru_cache(maxsize=4096)
+def _bracket_map(eff_right: int, depth: int, device: torch.device) -> tuple[Tensor, int]:
+    """Taps → Chebyshev coefficients of both intervals of a bracket ``[m - 1, m + 1]``: ``(width, 2 (DEGREE +
+    1))``, left interval's columns first, and the lag of the first tap relative to ``m``. The right interval
+    ``[m, m + 1]`` has depth ``eff_right``, the left one ``[m - 1, m]`` one sample more up to ``depth``;
+    their taps overlap, so the bracket reads ``width = 2 eff_right + 1`` or ``+ 2`` taps once."""
+    eff_left = min(eff_right + 1, depth)
+    first = min(
+        -eff_left, 1 - eff_right
+    )  # lags of the first taps: left from m - eff_left, right from m + 1 - eff_right
+    last = max(eff_left - 1, eff_right)
+    out = torch.zeros(last - first + 1, 2 * (DEGREE + 1), dtype=torch.float64)
+    out[-eff_left - first : -eff_left - first + 2 * eff_left, : DEGREE + 1] = _coefficient_map(
+        eff_left, torch.device("cpu")
+    )
+    out[1 - eff_right - first : 1 - eff_right - first + 2 * eff_right, DEGREE + 1 :] = _coefficient_map(
+        eff_right, torch.device("cpu")
+    )
+    return out.to(device), first
+
+
+def _bracket_coefficients(
+    table: Tensor, rows: Tensor, peak: Tensor, eff_right: int, depth: int, pad: int
+) -> Tensor:
+    """Chebyshev coefficients ``(P, 2 (DEGREE + 1))`` of both intervals of the brackets around ``peak`` (all
+    with right depth ``eff_right``); ``table`` holds lags ``-pad ..``."""
+    cmap, first = _bracket_map(eff_right, depth, table.device)
+    cmap = cmap.to(table.dtype)
+    width = cmap.shape[0]
+    taps = table.unfold(1, width, 1)  # taps[m, c] = lags c - pad .. c - pad + width - 1
+    block = max(1, _BLOCK_ELEMENTS // width)
+    start = peak + first + pad
     parts = [taps[rows[i : i + block], start[i : i + block]] @ cmap for i in range(0, rows.shape[0], block)]
     return torch.cat(parts) if len(parts) != 1 else parts[0]
 
 
 def _evaluate(coefficients: Tensor, u: Tensor) -> Tensor:
-    """Chebyshev series at ``u``: ``coefficients`` ``(DEGREE + 1, P)``, ``u`` ``(P,)`` (Clenshaw)."""
+    """Chebyshev series at ``u`` ``(P,)``, coefficients ``(DEGREE + 1, P)`` (Clenshaw's recurrence)."""
     b1 = torch.zeros_like(u)
     b2 = torch.zeros_like(u)
     two_u = 2.0 * u
@@ -126,8 +151,8 @@ def _evaluate(coefficients: Tensor, u: Tensor) -> Tensor:
 def _brent(left: Tensor, right: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Praat's ``NUMminimize_brent`` (tolerance 1e-10) of minus the curve that is the polynomial ``left`` on
     ``[a, a + 1]`` and ``right`` on ``[a + 1, b = a + 2]`` (coefficients ``(DEGREE + 1, P)``, each interval
-    mapped to ``[-1, 1]``), for every point at once, with Praat's arithmetic and iteration cap. Points
-    leave the batch as they converge.
+    mapped to ``[-1, 1]``), for every point at once, with Praat's arithmetic and iteration cap. Converged
+    points stand still and leave the batch in bulk.
 
     Returns:
         the abscissa Brent's method ends at and the curve's value there, ``(P,)`` each.
@@ -143,7 +168,8 @@ def _brent(left: Tensor, right: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, T
     def curve(t: Tensor) -> Tensor:
         on_right = t >= split
         u = torch.where(on_right, t - split, t - origin) * 2.0 - 1.0
-        return -_evaluate(torch.where(on_right, right, left), u)
+        # Both pieces at u, then the one t is on: cheaper than picking coefficients.
+        return -torch.where(on_right, _evaluate(right, u), _evaluate(left, u))
 
     x = a + golden * (b - a)
     fx = curve(x)
@@ -152,14 +178,16 @@ def _brent(left: Tensor, right: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, T
         middle = 0.5 * (a + b)
         tol_act = sqrt_epsilon * x.abs() + tol / 3.0
         done = (x - middle).abs() + 0.5 * (b - a) <= 2.0 * tol_act
-        if bool(done.any()):
-            x_out[index[done]], f_out[index[done]] = x[done], fx[done]
+        finished = int(done.sum())
+        if finished == done.shape[0]:
+            break
+        if 2 * finished >= done.shape[0]:  # drop converged points once they are half of those left
             keep = (~done).nonzero(as_tuple=True)[0]
-            if keep.numel() == 0:
-                return x_out, -f_out
-            a, b, x, v, w, fx, fv, fw, middle, tol_act, split, origin, index = (
-                t[keep] for t in (a, b, x, v, w, fx, fv, fw, middle, tol_act, split, origin, index)
-            )
+            finished_at = done.nonzero(as_tuple=True)[0]
+            x_out[index[finished_at]], f_out[index[finished_at]] = x[finished_at], fx[finished_at]
+            state = torch.stack((a, b, x, v, w, fx, fv, fw, middle, tol_act, split, origin))[:, keep]
+            a, b, x, v, w, fx, fv, fw, middle, tol_act, split, origin = state.unbind(0)
+            index, done = index[keep], done[keep]
             left, right = left[:, keep], right[:, keep]
         new_step = golden * torch.where(x < middle, b - x, a - x)
         t_ = (x - w) * (fx - fv)
@@ -177,6 +205,9 @@ def _brent(left: Tensor, right: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, T
         new_step = torch.where(parabolic, p / torch.where(parabolic, q, 1.0), new_step)
         small = new_step.abs() < tol_act
         new_step = torch.where(small, torch.where(new_step > 0.0, tol_act, -tol_act), new_step)
+        # A converged point that is still in the batch stands still: with a zero step its x and f(x) stay
+        # as they were and it stays converged.
+        new_step = torch.where(done, 0.0, new_step)
         t = x + new_step
         ft = curve(t)
         better = ft <= fx
@@ -196,7 +227,7 @@ def _brent(left: Tensor, right: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, T
         x = torch.where(better, t, x)
         fx = torch.where(better, ft, fx)
         v, w, fw = v_new, w_new, fw_new
-    # Praat warns and returns the current best after 60 iterations.
+    # Converged points, and after 60 iterations the rest (Praat warns and returns its current best).
     x_out[index], f_out[index] = x, fx
     return x_out, -f_out
 
@@ -222,19 +253,26 @@ def sinc_maxima(r: Tensor, rows: Tensor, peak: Tensor, depth: int) -> tuple[Tens
     # Lags -pad .. R + pad: mirrored left of 0 (the sequence is symmetric), zeros right of R (never read:
     # the depth is cut to the samples available).
     table = torch.cat((r[:, 1 : pad + 1].flip(-1), r, r.new_zeros(r.shape[0], pad)), dim=1)
-    base = torch.cat((peak - 1, peak))  # the two intervals of each bracket
-    both = rows.repeat(2)
-    eff = torch.clamp(big - base, max=depth)
-    coefficients = r.new_empty(2 * points, DEGREE + 1)
-    for value in torch.unique(eff).tolist():
-        where = (eff == value).nonzero(as_tuple=True)[0]
-        coefficients[where] = _interval_coefficients(table, both[where], base[where], int(value), pad)
+    # Near the end Praat cuts the depth to the samples available: one matrix per cut, so sort the
+    # brackets by it and take each run.
+    eff, order = torch.sort(torch.clamp(big - peak, max=depth), stable=True)
+    values, counts = torch.unique_consecutive(eff, return_counts=True)
+    sorted_rows, sorted_peak = rows[order], peak[order]
+    parts, start = [], 0
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        stop = start + count
+        parts.append(
+            _bracket_coefficients(table, sorted_rows[start:stop], sorted_peak[start:stop], value, depth, pad)
+        )
+        start = stop
+    coefficients = r.new_empty(points, 2 * (DEGREE + 1))
+    coefficients[order] = torch.cat(parts) if len(parts) > 1 else parts[0]
     # Praat's coordinates: sequence index (1-based from lag -R), so that Brent's tolerance, which scales
     # with the abscissa, is the same.
     offset = float(big + 1)
     middle = (peak.to(torch.float64) + offset).to(r.dtype)
-    coefficients = coefficients.T
-    x, value = _brent(coefficients[:, :points], coefficients[:, points:], middle - 1.0, middle + 1.0)
+    coefficients = coefficients.T.contiguous()  # rows of coefficients, each contiguous over the points
+    x, value = _brent(coefficients[: DEGREE + 1], coefficients[DEGREE + 1 :], middle - 1.0, middle + 1.0)
     return x - offset, value
 
 
