@@ -148,21 +148,21 @@ def _max_correlation(
     and the peak ``max |x|`` of the window just after the chosen one (Praat's bookkeeping).
     """
     half = 0.5 * window
-    ileft1 = _nearest_index(t1 - half, dx)
-    iright1 = _nearest_index(t1 + half, dx)
-    ileft2min = _low_index(tmin2 - half, dx)
-    ileft2max = _high_index(tmax2 - half, dx)
+    # Sampled_xToNearestIndex for the window's ends, xToLowIndex / xToHighIndex for the search range's
+    # (as _nearest_index, _low_index and _high_index, for the four at once).
+    v = (torch.stack((t1 - half, t1 + half, tmin2 - half, tmax2 - half)) - 0.5 * dx) / dx + 1.0
+    ileft1, iright1 = (torch.floor(v[:2] + 0.5).to(torch.int64) - 1).unbind(0)
+    ileft2min = torch.floor(v[2]).to(torch.int64) - 1
+    ileft2max = torch.ceil(v[3]).to(torch.int64) - 1
     w = iright1 - ileft1 + 1
     k = (ileft2max - ileft2min + 1).clamp(min=1)
     q = rows.shape[0]
-    wmax, kmax = int(w.max()), int(k.max())
+    wmax, kmax = torch.stack((w, k)).amax(dim=1).tolist()
     n = lengths[rows]
     x = source.x
     seg1 = source.take(rows, ileft1, wmax)
-    valid1 = (torch.arange(wmax, device=x.device) < w[:, None]) & (
-        (ileft1[:, None] + torch.arange(wmax, device=x.device) >= 0)
-        & (ileft1[:, None] + torch.arange(wmax, device=x.device) < n[:, None])
-    )
+    position = ileft1[:, None] + torch.arange(wmax, device=x.device)
+    valid1 = (position < (ileft1 + w)[:, None]) & (position >= 0) & (position < n[:, None])
     seg1 = torch.where(valid1, seg1, 0.0)
     span_len = kmax + wmax
     span = source.take(rows, ileft2min, span_len)
