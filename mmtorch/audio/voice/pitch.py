@@ -225,7 +225,9 @@ def _ac_candidates(
 
     flat = frames.reshape(-1, nsamp_window)
     if flat.shape[0]:
-        ac = torch.fft.irfft(torch.fft.rfft(flat, nsamp_fft).abs().square(), nsamp_fft)[:, : brent_ixmax + 1]
+        spectrum = torch.fft.rfft(flat, nsamp_fft)
+        power = torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)  # |X|^2 without hypot
+        ac = torch.fft.irfft(power, nsamp_fft)[:, : brent_ixmax + 1]
     else:
         ac = flat.new_zeros(0, brent_ixmax + 1)
     energy = ac[:, :1]
