@@ -31,7 +31,7 @@ from mmtorch.audio.voice.pitch import (
     _local_mean,
     praat_frame_grid,
 )
-from mmtorch.audio.voice.sinc import sinc_maxima
+from mmtorch.audio.voice.sinc import bracket_bounds, bracket_coefficients, refine_brackets
 from mmtorch.masks import full_lengths, lengths_to_mask
 
 __all__ = ["Harmonicity", "HarmonicityTrack", "harmonicity_cc", "harmonicity_mean"]
@@ -65,6 +65,12 @@ def _window_samples(sample_rate: float, floor: float, periods: float) -> tuple[i
 def _reflect(value: Tensor) -> Tensor:
     """Praat's treatment of interpolated correlations above 1 (from short windows): ``1 / r``."""
     return torch.where(value > 1.0, 1.0 / value, value)
+
+
+def _frame_max(rows: Tensor, value: Tensor, n_rows: int) -> Tensor:
+    """Per-frame maximum of ``value`` (``rows`` names the frame), -inf for frames with no entry."""
+    out = torch.full((n_rows,), -math.inf, dtype=value.dtype, device=value.device)
+    return out.scatter_reduce(0, rows, value, "amax")
 
 
 def _all_peaks(r: Tensor, last_lag: int) -> tuple[Tensor, Tensor]:
@@ -176,8 +182,17 @@ def harmonicity_cc(
     frame_ok = frame_ok & (intensity.reshape(-1) > silence_threshold)
     rows, peak = _all_peaks(r, min(maximum_lag, brent_ixmax))
     keep = frame_ok[rows]
-    lag, value = sinc_maxima(r, rows[keep], peak[keep], brent_ixmax)
-    rows = rows[keep]
+    rows, peak = rows[keep], peak[keep]
+    coefficients = bracket_coefficients(r, rows, peak, brent_ixmax)
+    # Only the frame's best refined value counts, so Brent's method runs only on peaks that could be it:
+    # a peak whose bracket cannot exceed 1 (nothing to reflect) nor reach the value another such peak is
+    # sure to get is dropped. Peaks at the shortest lags always run (their lag decides the Nyquist test).
+    low, high = bracket_bounds(coefficients)
+    plain = (high <= 1.0) & (peak > 3)
+    sure = _frame_max(rows, torch.where(plain, low - 1e-12, -math.inf), r.shape[0])
+    run = ~plain | (high + 1e-12 >= sure[rows])
+    lag, value = refine_brackets(coefficients[..., run], peak[run], brent_ixmax)
+    rows = rows[run]
     value = _reflect(value)
     # Only candidates below the Nyquist frequency count as voiced (Praat's ceiling is 0.5 / dx).
     value = torch.where(sample_rate / lag < 0.5 * sample_rate, value, -math.inf)

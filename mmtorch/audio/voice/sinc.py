@@ -29,7 +29,15 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-__all__ = ["DEGREE", "kernel_weights", "sinc_interpolate", "sinc_maxima"]
+__all__ = [
+    "DEGREE",
+    "bracket_bounds",
+    "bracket_coefficients",
+    "kernel_weights",
+    "refine_brackets",
+    "sinc_interpolate",
+    "sinc_maxima",
+]
 
 # Degree of the Chebyshev interpolant of the kernel on one sample interval. The kernel's sines have
 # frequency pi per sample, so the coefficients fall like (pi / 4)^n / n!: at degree 14 the weights of all
@@ -234,7 +242,8 @@ def _brent(left: Tensor, right: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, T
 
 def sinc_maxima(r: Tensor, rows: Tensor, peak: Tensor, depth: int) -> tuple[Tensor, Tensor]:
     """Praat's ``NUMimproveMaximum`` with sinc interpolation: the maximum of ``NUM_interpolate_sinc`` (depth
-    ``depth``, cut near the end of the sequence as Praat cuts it) over ``[peak - 1, peak + 1]``.
+    ``depth``, cut near the end of the sequence as Praat cuts it) over ``[peak - 1, peak + 1]``, found by
+    Brent's method as Praat finds it.
 
     Args:
         r: ``(M, R + 1)`` symmetric sequences given at lags ``0..R``.
@@ -245,10 +254,17 @@ def sinc_maxima(r: Tensor, rows: Tensor, peak: Tensor, depth: int) -> tuple[Tens
     Returns:
         the lags of the maxima and the maxima, float ``(P,)`` each, in ``r``'s dtype.
     """
+    return refine_brackets(bracket_coefficients(r, rows, peak, depth), peak, r.shape[-1] - 1)
+
+
+def bracket_coefficients(r: Tensor, rows: Tensor, peak: Tensor, depth: int) -> Tensor:
+    """The interpolant on the two intervals of each bracket ``[peak - 1, peak]`` and ``[peak, peak + 1]`` as
+    Chebyshev series in ``u`` on ``[-1, 1]``: ``(2, DEGREE + 1, P)`` (left interval first), each row
+    contiguous over the points. Arguments as :func:`sinc_maxima`."""
     big = r.shape[-1] - 1
     points = peak.shape[0]
     if points == 0:
-        return r.new_zeros(0), r.new_zeros(0)
+        return r.new_zeros(2, DEGREE + 1, 0)
     pad = min(depth, big)
     # Lags -pad .. R + pad: mirrored left of 0 (the sequence is symmetric), zeros right of R (never read:
     # the depth is cut to the samples available).
@@ -267,13 +283,47 @@ def sinc_maxima(r: Tensor, rows: Tensor, peak: Tensor, depth: int) -> tuple[Tens
         start = stop
     coefficients = r.new_empty(points, 2 * (DEGREE + 1))
     coefficients[order] = torch.cat(parts) if len(parts) > 1 else parts[0]
-    # Praat's coordinates: sequence index (1-based from lag -R), so that Brent's tolerance, which scales
-    # with the abscissa, is the same.
-    offset = float(big + 1)
-    middle = (peak.to(torch.float64) + offset).to(r.dtype)
-    coefficients = coefficients.T.contiguous()  # rows of coefficients, each contiguous over the points
-    x, value = _brent(coefficients[: DEGREE + 1], coefficients[DEGREE + 1 :], middle - 1.0, middle + 1.0)
+    return coefficients.T.contiguous().view(2, DEGREE + 1, points)
+
+
+def refine_brackets(coefficients: Tensor, peak: Tensor, big: int) -> tuple[Tensor, Tensor]:
+    """Brent's method on brackets given by :func:`bracket_coefficients`, as in :func:`sinc_maxima`; ``big``
+    is ``R``, the last lag of the sequences (Brent's tolerance depends on Praat's index coordinates)."""
+    if peak.shape[0] == 0:
+        return coefficients.new_zeros(0), coefficients.new_zeros(0)
+    offset = float(big + 1)  # Praat's sequence index (1-based from lag -R) minus the lag
+    middle = (peak.to(torch.float64) + offset).to(coefficients.dtype)
+    x, value = _brent(coefficients[0], coefficients[1], middle - 1.0, middle + 1.0)
     return x - offset, value
+
+
+@lru_cache(maxsize=8)
+def _bound_tables(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """The Chebyshev basis on a grid of 17 points of ``[-1, 1]`` ``(DEGREE + 1, 17)``, ``T_m`` at Brent's
+    first abscissa (``m - 1 + 2 golden``: ``u = 4 golden - 1`` on the left interval), and the bounds
+    ``max |T_m''| = m^2 (m^2 - 1) / 3`` on ``[-1, 1]``."""
+    grid = _chebyshev_basis(torch.linspace(-1.0, 1.0, 17, dtype=torch.float64)).T
+    golden = 1.0 - (math.sqrt(5.0) - 1.0) / 2.0
+    first = _chebyshev_basis(torch.tensor(2.0 * (2.0 * golden) - 1.0, dtype=torch.float64))
+    m = torch.arange(DEGREE + 1, dtype=torch.float64)
+    return grid.to(device), first.to(device), (m.square() * (m.square() - 1.0) / 3.0).to(device)
+
+
+def bracket_bounds(coefficients: Tensor) -> tuple[Tensor, Tensor]:
+    """Bounds on what :func:`refine_brackets` returns for each bracket, without running it: ``(low,
+    high)``, each ``(P,)``.
+
+    ``low`` is the interpolant at Brent's first abscissa (the method only ever moves to better points);
+    ``high`` is the largest of 17 grid values per interval plus the most the polynomial can rise between
+    grid points (``h^2 / 8`` times a bound on its second derivative), so no point of the bracket exceeds it.
+    """
+    grid, first, bend = (t.to(coefficients.dtype) for t in _bound_tables(coefficients.device))
+    sampled = torch.einsum("ikp,kg->ipg", coefficients, grid).amax(dim=2)  # (2, P)
+    curvature = torch.einsum("ikp,k->ip", coefficients.abs(), bend)
+    step = 2.0 / 16
+    high = (sampled + curvature * (step * step / 8.0)).amax(dim=0)
+    low = torch.einsum("kp,k->p", coefficients[0], first)
+    return low, high
 
 
 def sinc_interpolate(r: Tensor, rows: Tensor, lag: Tensor, depth: int) -> Tensor:

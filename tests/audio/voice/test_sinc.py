@@ -8,7 +8,16 @@ import math
 import pytest
 import torch
 
-from mmtorch.audio.voice.sinc import DEGREE, _chebyshev_basis, _coefficient_map, sinc_interpolate, sinc_maxima
+from mmtorch.audio.voice.sinc import (
+    DEGREE,
+    _chebyshev_basis,
+    _coefficient_map,
+    bracket_bounds,
+    bracket_coefficients,
+    refine_brackets,
+    sinc_interpolate,
+    sinc_maxima,
+)
 
 
 def _correlations(rows: int, big: int, seed: int) -> torch.Tensor:
@@ -130,3 +139,25 @@ def test_empty() -> None:
         70,
     )
     assert lag.shape == value.shape == (0,)
+
+
+@pytest.mark.parametrize("depth", [70, 210])
+def test_bracket_bounds_hold_what_brent_finds(depth: int) -> None:
+    """HNR refines only peaks that could win a frame; that rests on these bounds being true bounds."""
+    big = 210
+    r = _correlations(40, big, 3)
+    mid, before, after = r[:, 2:big], r[:, 1 : big - 1], r[:, 3 : big + 1]
+    rows, cols = ((mid > before) & (mid >= after)).nonzero(as_tuple=True)
+    peak = cols + 2
+    coefficients = bracket_coefficients(r, rows, peak, depth)
+    low, high = bracket_bounds(coefficients)
+    _, value = refine_brackets(coefficients, peak, big)
+    assert (low <= value + 1e-13).all() and (value <= high + 1e-13).all()
+    # and a dense look at every bracket finds nothing above the upper bound
+    grid = torch.linspace(-1.0, 1.0, 401, dtype=torch.float64)
+    for i in range(0, len(peak), 37):
+        lags = float(peak[i]) + grid
+        dense = sinc_interpolate(r, rows[i : i + 1].expand(401), lags, depth)
+        assert float(dense.max()) <= float(high[i]) + 1e-12
+    # The bounds are useful: most upper bounds are below the best lower bound.
+    assert (high < low.max()).float().mean() > 0.5
