@@ -79,7 +79,7 @@ def main() -> None:
         f"max rel. diff to Praat: F0 {worst['f0_mean_hz']:.1e}, jitter {worst['jitter_local']:.1e}, "
         f"shimmer {worst['shimmer_local']:.1e} / dB {worst['shimmer_local_db']:.1e}, "
         f"F1–F3 {max(worst['f1_mean_hz'], worst['f2_mean_hz'], worst['f3_mean_hz']):.1e}; "
-        f"HNR max abs {worst['hnr_db']:.2f} dB"
+        f"HNR max abs {worst['hnr_db']:.1e} dB"
     )
     t_report = timed_median(lambda: voice_report(batch, lengths, 16000), args.repeats)
     rows.append(("**mmtorch** `voice_report`", "padded batch, CPU", t_report, summary))
@@ -111,6 +111,15 @@ def main() -> None:
             t_spectral,
             "pitch + eGeMAPS spectral",
         )
+    )
+
+    # Per core, as openSMILE and Praat run: one torch thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t_one = timed_median(lambda: features(batch32, lengths), args.repeats)
+    torch.set_num_threads(threads)
+    rows.append(
+        ("**mmtorch** `VoiceFeatures` (30 LLDs)", "padded batch, CPU, 1 thread", t_one, "LLDs per frame")
     )
 
     if torch.cuda.is_available():
