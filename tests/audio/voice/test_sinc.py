@@ -29,6 +29,14 @@ def _correlations(rows: int, big: int, seed: int) -> torch.Tensor:
     return ac / ac[:, :1]
 
 
+def _peaks(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and lags of the local maxima at lags 2 .. R - 1 (Praat's candidate peaks)."""
+    big = r.shape[1] - 1
+    mid, before, after = r[:, 2:big], r[:, 1 : big - 1], r[:, 3 : big + 1]
+    rows, cols = ((mid > before) & (mid >= after)).nonzero(as_tuple=True)
+    return rows, cols + 2
+
+
 @pytest.mark.parametrize("depth", [30, 70, 210, 700])
 def test_interval_polynomials_equal_the_sinc_sum(depth: int) -> None:
     big = 210
@@ -106,9 +114,7 @@ def _scalar_brent(f, a: float, b: float, tol: float = 1e-10) -> tuple[float, flo
 def test_maxima_follow_praats_brent_search(depth: int) -> None:
     big = 210
     r = _correlations(6, big, 2)
-    mid, before, after = r[:, 2:big], r[:, 1 : big - 1], r[:, 3 : big + 1]
-    rows, cols = ((mid > before) & (mid >= after)).nonzero(as_tuple=True)
-    peak = cols + 2
+    rows, peak = _peaks(r)
     lag, value = sinc_maxima(r, rows, peak, depth)
     offset = big + 1  # Praat's sequence index of lag 0 minus 1 (its r runs from lag -big)
     double_humped = 0
@@ -146,9 +152,7 @@ def test_bracket_bounds_hold_what_brent_finds(depth: int) -> None:
     """HNR refines only peaks that could win a frame; that rests on these bounds being true bounds."""
     big = 210
     r = _correlations(40, big, 3)
-    mid, before, after = r[:, 2:big], r[:, 1 : big - 1], r[:, 3 : big + 1]
-    rows, cols = ((mid > before) & (mid >= after)).nonzero(as_tuple=True)
-    peak = cols + 2
+    rows, peak = _peaks(r)
     coefficients = bracket_coefficients(r, rows, peak, depth)
     low, high = bracket_bounds(coefficients)
     _, value = refine_brackets(coefficients, peak, big)
