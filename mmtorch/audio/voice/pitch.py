@@ -9,8 +9,9 @@ step below runs on the whole batch at once, and only the path finder loops, over
    FFT divided by the window's own autocorrelation. The frame's intensity is its central peak over the
    item's global peak (``|x - mean|`` over the item's valid samples only).
 3. Candidates: local maxima of the normalized autocorrelation above ``voicing_threshold / 2``; the
-   strongest ``max_candidates - 1`` (strength plus an octave bonus) are kept, then refined by maximizing
-   the sinc-interpolated autocorrelation (depth 70).
+   strongest ``max_candidates - 1`` (strength plus an octave bonus) are kept, then refined as Praat
+   refines them: Brent's method on the sinc-interpolated autocorrelation (depth 70) over one sample each
+   side of the peak (:mod:`mmtorch.audio.voice.sinc`).
 4. Path finder: Viterbi over candidates (the unvoiced candidate always present) with Praat's voicing,
    silence, octave and octave-jump costs.
 
