@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.framing import gather_windows, row_blocks
 from mmtorch.audio.voice.pitch import (
     _global_peak,
     _Grid,
@@ -153,18 +153,17 @@ def harmonicity_cc(
     span = gather_windows(x, lengths, start, span_len) - mean[..., None]
     inside = torch.arange(span_len, device=x.device) < available[..., None]
     span = torch.where(inside, span, 0.0)
-    head = span[..., :nsamp_window]
     # The correlation at lags 0..brent_ixmax pairs head sample j < nsamp_window with span sample j + lag <
     # span_len: a circular correlation of span_len points has no wrapped terms there.
     n_fft = 1 << math.ceil(math.log2(max(span_len, nsamp_window + brent_ixmax)))
-    flat_head = head.reshape(-1, nsamp_window)
     flat_span = span.reshape(-1, span_len)
-    if flat_span.shape[0]:
-        product = torch.fft.irfft(
-            torch.fft.rfft(flat_head, n_fft).conj() * torch.fft.rfft(flat_span, n_fft), n_fft
-        )[:, : brent_ixmax + 1]
-    else:
-        product = flat_span.new_zeros(0, brent_ixmax + 1)
+
+    def correlation(block: Tensor) -> Tensor:  # head (the first nsamp_window samples) against the span
+        spectrum = torch.fft.rfft(block, n_fft)
+        head_spectrum = torch.fft.rfft(block[:, :nsamp_window], n_fft)
+        return torch.fft.irfft(head_spectrum.conj() * spectrum, n_fft)[:, : brent_ixmax + 1]
+
+    product = row_blocks(correlation, flat_span, brent_ixmax + 1)
     squares = torch.nn.functional.pad(flat_span.square().cumsum(dim=1), (1, 0))
     lags = torch.arange(brent_ixmax + 1, device=x.device)
     sum_y2 = squares[:, nsamp_window + lags.clamp(max=span_len - nsamp_window)] - squares[:, lags]

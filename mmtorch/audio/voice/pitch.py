@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.framing import gather_windows, row_blocks
 from mmtorch.audio.voice.sinc import sinc_interpolate, sinc_maxima
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -224,13 +224,12 @@ def _ac_candidates(
         local_peak / torch.where(global_peak > 0, global_peak, 1.0)[:, None],
     )
 
-    flat = frames.reshape(-1, nsamp_window)
-    if flat.shape[0]:
-        spectrum = torch.fft.rfft(flat, nsamp_fft)
+    def autocorrelation(block: Tensor) -> Tensor:
+        spectrum = torch.fft.rfft(block, nsamp_fft)
         power = torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)  # |X|^2 without hypot
-        ac = torch.fft.irfft(power, nsamp_fft)[:, : brent_ixmax + 1]
-    else:
-        ac = flat.new_zeros(0, brent_ixmax + 1)
+        return torch.fft.irfft(power, nsamp_fft)[:, : brent_ixmax + 1]
+
+    ac = row_blocks(autocorrelation, frames.reshape(-1, nsamp_window), brent_ixmax + 1)
     energy = ac[:, :1]
     r = ac / (torch.where(energy > 0, energy, 1.0) * window_r)
     r[:, 0] = 1.0
