@@ -32,7 +32,7 @@ from mmtorch.audio.voice.descriptors import (
     spectral_rolloff,
 )
 from mmtorch.audio.voice.formants import FormantTrack, formants_burg
-from mmtorch.audio.voice.framing import gather_windows, safe_log
+from mmtorch.audio.voice.framing import gather_windows, row_blocks, safe_log
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc
 from mmtorch.audio.voice.perturbation import jitter_local_windows, shimmer_local_windows
 from mmtorch.audio.voice.pitch import PitchTrack, hop_grid, pitch_ac, praat_frame_grid
@@ -323,10 +323,11 @@ class VoiceFeatures(Stage):
         start = torch.round(times * self.sample_rate - 0.5 * win).to(torch.int64)
         frames = gather_windows(x, lengths, start, win)  # (B, N, win)
         window = stage.window.to(x.dtype)
-        if frames.numel():
-            mag = torch.fft.rfft(frames * window, n=stage.n_fft).abs().transpose(1, 2)
-        else:
-            mag = x.new_zeros(x.shape[0], stage.n_fft // 2 + 1, times.shape[1])
+        bins = stage.n_fft // 2 + 1
+        spectra = row_blocks(
+            lambda block: torch.fft.rfft(block * window, n=stage.n_fft).abs(), frames.reshape(-1, win), bins
+        )
+        mag = spectra.view(*frames.shape[:2], bins).transpose(1, 2)
         egemaps = stage.descriptors(mag)
         names = (
             "loudness",
