@@ -10,7 +10,7 @@ the function Brent sees is the same, but each evaluation costs a few operations:
   each is analytic on ``[0, 1]``. A Chebyshev interpolant of degree :data:`DEGREE` in ``phi`` reproduces all
   of them to 5e-14 together (the rounding of the direct sum), so the interpolant on each of the bracket's two
   intervals is a polynomial whose coefficients are a fixed linear map of the taps: one matrix product per
-  interval, the map built once per depth.
+  bracket (both intervals share most taps), the map built once per depth.
 - Brent's method then runs as Praat runs it (same start, steps, tolerance ``sqrt(eps) |x| + 1e-10 / 3`` in
   Praat's index coordinates, and iteration cap) on every point at once, evaluating the polynomials. Where
   the bracket holds two humps it ends on the same one as Praat, which a plain maximizer would not.
@@ -43,10 +43,6 @@ __all__ = [
 # frequency pi per sample, so the coefficients fall like (pi / 4)^n / n!: at degree 14 the weights of all
 # taps together are off by at most 5e-14 for every depth (12: 1.3e-11), the rounding of the direct sum.
 DEGREE = 14
-# Grid points per interval on which each polynomial is sampled before the Newton steps: the interpolant is
-# band-limited, its humps are about a sample wide, so the best grid point is on the highest hump.
-GRID = 17
-_NEWTON_STEPS = 3
 # Points per block: gathered taps and sinc temporaries stay a few MB, small enough for the allocator to
 # reuse instead of mapping fresh pages for every operation (several times faster).
 _BLOCK_ELEMENTS = 1 << 18
@@ -117,9 +113,8 @@ def _bracket_map(eff_right: int, depth: int, device: torch.device) -> tuple[Tens
     ``[m, m + 1]`` has depth ``eff_right``, the left one ``[m - 1, m]`` one sample more up to ``depth``;
     their taps overlap, so the bracket reads ``width = 2 eff_right + 1`` or ``+ 2`` taps once."""
     eff_left = min(eff_right + 1, depth)
-    first = min(
-        -eff_left, 1 - eff_right
-    )  # lags of the first taps: left from m - eff_left, right from m + 1 - eff_right
+    # The left interval's taps start at lag m - eff_left, the right one's at m + 1 - eff_right.
+    first = min(-eff_left, 1 - eff_right)
     last = max(eff_left - 1, eff_right)
     out = torch.zeros(last - first + 1, 2 * (DEGREE + 1), dtype=torch.float64)
     out[-eff_left - first : -eff_left - first + 2 * eff_left, : DEGREE + 1] = _coefficient_map(
