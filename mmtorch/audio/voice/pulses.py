@@ -94,10 +94,6 @@ def _high_index(t: Tensor, dx: float) -> Tensor:
     return torch.ceil((t - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1
 
 
-def _nearest_index(t: Tensor, dx: float) -> Tensor:
-    return torch.floor((t - 0.5 * dx) / dx + 1.0 + 0.5).to(torch.int64) - 1
-
-
 def _find_extremum(
     source: RowWindows, lengths: Tensor, rows: Tensor, tmin: Tensor, tmax: Tensor, dx: float
 ) -> Tensor:
@@ -148,8 +144,8 @@ def _max_correlation(
     and the peak ``max |x|`` of the window just after the chosen one (Praat's bookkeeping).
     """
     half = 0.5 * window
-    # Sampled_xToNearestIndex for the window's ends, xToLowIndex / xToHighIndex for the search range's
-    # (as _nearest_index, _low_index and _high_index, for the four at once).
+    # Praat's Sampled_xToNearestIndex for the window's ends, xToLowIndex / xToHighIndex for the search
+    # range's (as _low_index and _high_index), 0-based, for the four times at once.
     v = (torch.stack((t1 - half, t1 + half, tmin2 - half, tmax2 - half)) - 0.5 * dx) / dx + 1.0
     ileft1, iright1 = (torch.floor(v[:2] + 0.5).to(torch.int64) - 1).unbind(0)
     ileft2min = torch.floor(v[2]).to(torch.int64) - 1

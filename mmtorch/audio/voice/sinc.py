@@ -95,15 +95,16 @@ def kernel_weights(phi: Tensor, eff: int) -> Tensor:
 
 
 @lru_cache(maxsize=4096)
-def _coefficient_map(eff: int, device: torch.device) -> Tensor:
-    """``(2 eff, DEGREE + 1)``: taps → Chebyshev coefficients of the interpolant on one interval."""
+def _coefficient_map(eff: int) -> Tensor:
+    """``(2 eff, DEGREE + 1)`` float64 on the CPU: taps → Chebyshev coefficients of the interpolant on one
+    interval."""
     u = _nodes()
     values = kernel_weights(0.5 * (u + 1.0), eff)  # (nodes, taps)
     basis = _chebyshev_basis(u)  # (nodes, degree + 1)
     # Discrete orthogonality at first-kind nodes: c_m = (2 / (n + 1)) sum_j f(u_j) T_m(u_j), c_0 halved.
     transform = basis * (2.0 / (DEGREE + 1))
     transform[:, 0] *= 0.5
-    return (values.T @ transform).to(device)
+    return values.T @ transform
 
 
 @lru_cache(maxsize=4096)
@@ -117,11 +118,9 @@ def _bracket_map(eff_right: int, depth: int, device: torch.device) -> tuple[Tens
     first = min(-eff_left, 1 - eff_right)
     last = max(eff_left - 1, eff_right)
     out = torch.zeros(last - first + 1, 2 * (DEGREE + 1), dtype=torch.float64)
-    out[-eff_left - first : -eff_left - first + 2 * eff_left, : DEGREE + 1] = _coefficient_map(
-        eff_left, torch.device("cpu")
-    )
+    out[-eff_left - first : -eff_left - first + 2 * eff_left, : DEGREE + 1] = _coefficient_map(eff_left)
     out[1 - eff_right - first : 1 - eff_right - first + 2 * eff_right, DEGREE + 1 :] = _coefficient_map(
-        eff_right, torch.device("cpu")
+        eff_right
     )
     return out.to(device), first
 
