@@ -85,6 +85,23 @@ def pitch_at(track: PitchTrack, rows: Tensor, t: Tensor) -> Tensor:
     )
 
 
+def _f0_at(table: Tensor, base: Tensor, frames: int, first_time: Tensor, step: float, t: Tensor) -> Tensor:
+    """:func:`pitch_at` as two lookups per query: ``table[base + i]`` is frame ``i`` (``-1..frames``) of the
+    query's item, NaN where undefined and at the added frames ``-1`` and ``frames``; ``first_time`` is the
+    time of the item's frame 0."""
+    index = (t - first_time) / step
+    left = torch.floor(index)
+    phase = index - left
+    near_is_left = phase < 0.5
+    left = left.to(torch.int64)
+    right = left + 1
+    near = table[base + torch.where(near_is_left, left, right).clamp_(-1, frames)]
+    far = table[base + torch.where(near_is_left, right, left).clamp_(-1, frames)]
+    phase = torch.where(near_is_left, phase, 1.0 - phase)
+    # NaN where the nearest frame is undefined; the nearest value alone where only the other one is.
+    return torch.where(torch.isnan(far), near, near + phase * (far - near))
+
+
 def _low_index(t: Tensor, dx: float) -> Tensor:
     """Praat's ``Sampled_xToLowIndex`` made 0-based (first sample at 0.5 dx)."""
     return torch.floor((t - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1
@@ -125,17 +142,28 @@ def _find_extremum(
     return torch.where(n <= 0, 0.5 * (tmin + tmax), t)
 
 
+class _Signal(NamedTuple):
+    """The batch's signals end to end for the walk: ``flat[base + i]`` is sample ``i`` of the item whose row
+    starts at ``base``; zeros outside each item's valid samples and for several of the longest periods
+    beyond both ends, so no window of the walk needs an index check or a mask."""
+
+    flat: Tensor
+    sign: Tensor  # (4, 1) and shift (4, 1): turn four real indices into three floors and a ceiling
+    shift: Tensor
+
+
 def _max_correlation(
-    source: RowWindows,
-    lengths: Tensor,
-    rows: Tensor,
+    signal: _Signal,
+    base: Tensor,
+    n: Tensor,
     t1: Tensor,
     window: Tensor,
     tmin2: Tensor,
     tmax2: Tensor,
     dx: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Praat's ``Sound_findMaximumCorrelation``, for many queries at once.
+    """Praat's ``Sound_findMaximumCorrelation``, for many queries at once (query ``q`` reads its item's
+    samples at ``base[q]`` in ``signal``; ``n`` is that item's length).
 
     The window of ``window`` seconds around ``t1`` is correlated with windows starting between ``tmin2 -
     window / 2`` and ``tmax2 - window / 2``; the first best local maximum (a position counts when it is at
@@ -143,65 +171,58 @@ def _max_correlation(
     parabolically. Returns the correlation (-1 when no position qualifies), the new time (``t1`` when -1)
     and the peak ``max |x|`` of the window just after the chosen one (Praat's bookkeeping).
     """
+    flat = signal.flat
     half = 0.5 * window
-    # Praat's Sampled_xToNearestIndex for the window's ends, xToLowIndex / xToHighIndex for the search
-    # range's (as _low_index and _high_index), 0-based, for the four times at once.
+    # Praat's Sampled_xToNearestIndex for the window's ends (floor of index + 0.5), xToLowIndex for the
+    # search range's start (floor) and xToHighIndex for its end (ceiling, as minus the floor of minus the
+    # index), 0-based, all four at once.
     v = (torch.stack((t1 - half, t1 + half, tmin2 - half, tmax2 - half)) - 0.5 * dx) / dx + 1.0
-    ileft1, iright1 = (torch.floor(v[:2] + 0.5).to(torch.int64) - 1).unbind(0)
-    ileft2min = torch.floor(v[2]).to(torch.int64) - 1
-    ileft2max = torch.ceil(v[3]).to(torch.int64) - 1
+    ends = (torch.floor(v * signal.sign + signal.shift) * signal.sign).to(torch.int64) - 1
+    ileft1, iright1, ileft2min, ileft2max = ends.unbind(0)
     w = iright1 - ileft1 + 1
-    k = (ileft2max - ileft2min + 1).clamp(min=1)
-    q = rows.shape[0]
+    k = (ileft2max - ileft2min + 1).clamp_(min=1)
     wmax, kmax = torch.stack((w, k)).amax(dim=1).tolist()
-    n = lengths[rows]
-    x = source.x
-    seg1 = source.take(rows, ileft1, wmax)
-    position = ileft1[:, None] + torch.arange(wmax, device=x.device)
-    valid1 = (position < (ileft1 + w)[:, None]) & (position >= 0) & (position < n[:, None])
-    seg1 = torch.where(valid1, seg1, 0.0)
-    span_len = kmax + wmax
-    span = source.take(rows, ileft2min, span_len)
-    # Pairs with either sample outside the sound are skipped in all three sums. The samples inside the
-    # sound are one run in each window, so the two energies are differences of running sums.
-    windows = span.unfold(1, wmax, 1)[:, : kmax + 1]  # (q, lags, window) view
-    product = torch.bmm(windows, seg1[:, :, None])[..., 0]
-    lag = torch.arange(kmax + 1, device=x.device)
+    j = torch.arange(kmax + wmax, device=flat.device)
+    # Positions of the first window whose pairs count: inside the window and inside the sound (Praat skips
+    # a pair with either sample outside the sound, in every sum).
     first1 = (-ileft1).clamp(0, wmax)[:, None]
     stop1 = torch.minimum(w, n - ileft1)[:, None].clamp(min=first1)
-    first2 = (-ileft2min).clamp(min=0)[:, None]
-    stop2 = (n - ileft2min)[:, None]
+    valid1 = (j[:wmax] >= first1) & (j[:wmax] < stop1)
+    seg1 = flat.unfold(0, wmax, 1)[base + ileft1] * valid1
+    span = flat.unfold(0, kmax + wmax, 1)[base + ileft2min]
+    windows = span.unfold(1, wmax, 1)[:, : kmax + 1]  # (q, lags, window) view
+    product = torch.bmm(windows, seg1[:, :, None])[..., 0]
+    # The energies over the counted pairs, as differences of running sums: samples outside the sound are
+    # zeros, but the pairs they would make must leave the other window's energy too.
+    lag = j[: kmax + 1]
     running2 = torch.nn.functional.pad(span.square().cumsum(dim=1), (1, 0))
     norm2 = running2.gather(1, lag + stop1) - running2.gather(1, lag + first1)
     running1 = torch.nn.functional.pad(seg1.square().cumsum(dim=1), (1, 0))
-    lo = (first2 - lag).clamp(0, wmax)
-    hi = (stop2 - lag).clamp(0, wmax)
-    norm1 = running1.gather(1, hi.clamp(min=lo)) - running1.gather(1, lo)
-    norm1, norm2 = norm1.clamp(min=0.0), norm2.clamp(min=0.0)
-    r = torch.where(product != 0, product / torch.sqrt(norm1 * norm2).clamp(min=1e-300), 0.0)
+    lo = ((-ileft2min)[:, None] - lag).clamp_(0, wmax)
+    hi = ((n - ileft2min)[:, None] - lag).clamp_(min=lo).clamp_(max=wmax)
+    norm1 = running1.gather(1, hi) - running1.gather(1, lo)
+    norm = (norm1.clamp_(min=0.0) * norm2.clamp_(min=0.0)).sqrt_().clamp_(min=1e-300)
+    r = torch.where(product != 0, product / norm, 0.0)
     r = torch.where(lag < k[:, None], r, math.nan)[:, :kmax]
-    # Praat's scan: r3 = R[j], r2 = R[j - 1], r1 = R[j - 2], with R[-1] = R[-2] = 0.
-    ext = torch.cat((r.new_zeros(q, 2), r), dim=1)  # ext[m] = R[m - 2]
+    # Praat's scan: r3 = R[j], r2 = R[j - 1], r1 = R[j - 2], with R[-1] = R[-2] = 0; R is NaN past the
+    # last lag, so no position there qualifies.
+    ext = torch.nn.functional.pad(r, (2, 0))  # ext[m] = R[m - 2]
     mid, before, after = ext[:, 1:-1], ext[:, :-2], ext[:, 2:]  # candidate position j - 1 for j = 0..kmax-1
-    inside = torch.arange(kmax, device=x.device) < k[:, None]
-    qualifies = inside & (mid > -1.0) & (mid >= before) & (mid >= after)
-    score = torch.where(qualifies, mid, -math.inf)
-    best, j = score.max(dim=1)  # first occurrence of the maximum
-    found = torch.isfinite(best)
-    r1 = before.gather(1, j[:, None])[:, 0]
-    r3 = after.gather(1, j[:, None])[:, 0]
+    qualifies = (mid > -1.0) & (mid >= before) & (mid >= after)
+    best, jbest = torch.where(qualifies, mid, -math.inf).max(dim=1)  # first occurrence of the maximum
+    found = best > -math.inf
+    at = jbest[:, None]
+    r1, r3 = before.gather(1, at)[:, 0], after.gather(1, at)[:, 0]
     d2r = 2.0 * best - r1 - r3
     dr = 0.5 * (r3 - r1)
     bend = found & (d2r != 0)
     safe = torch.where(bend, d2r, 1.0)
     corr = torch.where(bend, best + 0.5 * dr.square() / safe, best)
-    ir = (ileft2min - 1 + j).to(x.dtype) + torch.where(bend, dr / safe, 0.0)
-    t_new = t1 + (ir - ileft1.to(x.dtype)) * dx
-    # The peak Praat reports: max |x| over the pairs of the window at lag j (the iteration after the best).
-    peak_window = source.take(rows, ileft2min + j, wmax)
-    in_sound = (ileft2min + j)[:, None] + torch.arange(wmax, device=x.device)
-    in_sound = (in_sound >= 0) & (in_sound < n[:, None])
-    peak = torch.where(valid1 & in_sound, peak_window.abs(), 0.0).amax(dim=1) if wmax else x.new_zeros(q)
+    ir = (ileft2min - 1 + jbest).to(flat.dtype) + torch.where(bend, dr / safe, 0.0)
+    t_new = t1 + (ir - ileft1.to(flat.dtype)) * dx
+    # The peak Praat reports: max |x| over the counted pairs of the window at lag jbest (the iteration
+    # after the best).
+    peak = (span.gather(1, at + j[:wmax]).abs() * valid1).amax(dim=1) if wmax else flat.new_zeros(t1.shape)
     return torch.where(found, corr, -1.0), torch.where(found, t_new, t1), torch.where(found, peak, 0.0)
 
 
@@ -254,45 +275,79 @@ def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchT
     source = RowWindows(x, lengths, pad=math.ceil(4.0 * longest * sample_rate) + 2)
     first = _find_extremum(source, lengths, rows, tmiddle - 0.5 / f0middle, tmiddle + 0.5 / f0middle, dx)
 
-    # Two walks per stretch: left (direction -1) and right (+1), all advancing together.
+    # Two walks per stretch, left (direction -1) then right (+1), all advancing together. Each step works
+    # on the walks still going, whose state is packed in two tables so that dropping the finished ones is
+    # one index per table: the pulse walk is hundreds of small sequential steps, so its cost is the number
+    # of operations per step.
     walk_interval = torch.arange(n_int, device=x.device).repeat(2)
-    direction = torch.cat((-torch.ones(n_int), torch.ones(n_int))).to(x.dtype).to(x.device)
+    b = rows.repeat(2)
+    left = torch.arange(2 * n_int, device=x.device) < n_int
     t = first.repeat(2)
-    active = torch.ones(2 * n_int, dtype=torch.bool, device=x.device)
+    signal = _Signal(
+        source.padded.reshape(-1),
+        torch.tensor([[1.0], [1.0], [1.0], [-1.0]], dtype=x.dtype, device=x.device),
+        torch.tensor([[0.5], [0.5], [0.0], [0.0]], dtype=x.dtype, device=x.device),
+    )
+    frames = track.f0.shape[1]
+    defined = track.voiced & lengths_to_mask(track.lengths, frames)
+    # F0 per frame, NaN where undefined and in one added frame at each end, so that Sampled_getValueAtX is
+    # two lookups: frame i of walk w's item is f0_flat[frame_base[w] + i].
+    f0_flat = torch.nn.functional.pad(
+        torch.where(defined, track.f0.to(x.dtype), math.nan), (1, 1), value=math.nan
+    ).reshape(-1)
+    frame_base = b * (frames + 2) + 1
+    t0 = track.times[b, 0].to(x.dtype)
+    state = torch.stack(
+        (
+            t,
+            _f0_at(f0_flat, frame_base, frames, t0, track.time_step, t),
+            torch.where(left, -1.0, 1.0).to(x.dtype),
+            torch.where(left, -1.25, 0.8).to(x.dtype),  # search range, in periods from the current pulse
+            torch.where(left, -0.8, 1.25).to(x.dtype),
+            torch.where(left, tleft.repeat(2), tright.repeat(2)),  # where the walk ends
+            0.023333 * global_peak[b],  # peak a pulse beyond that end needs (0.01 before it)
+            0.01 * global_peak[b],
+            t0,
+        ),
+        dim=1,
+    )
+    index = torch.stack(
+        (
+            torch.arange(2 * n_int, device=x.device),
+            b * source.padded.shape[1] + source.left,
+            lengths[b],
+            frame_base,
+        ),
+        dim=1,
+    )
+    keep = ~torch.isnan(state[:, 1])
+    state, index = state[keep], index[keep]
     found_walk, found_t, found_f0, found_added = [], [], [], []
     max_steps = math.ceil(float(durations.max()) * float(track.f0.max().clamp(min=1.0)) * 1.3) + 10
     for _ in range(max_steps):
-        idx = active.nonzero(as_tuple=True)[0]
-        if idx.numel() == 0:
+        if state.shape[0] == 0:
             break
-        k = walk_interval[idx]
-        b = rows[k]
-        f0 = pitch_at(track, b, t[idx])
-        defined = ~torch.isnan(f0)
-        active[idx[~defined]] = False
-        idx, k, b, f0 = idx[defined], k[defined], b[defined], f0[defined]
-        if idx.numel() == 0:
-            break
-        d = direction[idx]
-        now = t[idx]
+        now, f0, d, to_lo, to_hi, end, peak_beyond, peak_before, t0 = state.unbind(1)
+        walk, base, n, f0_base = index.unbind(1)
         period = 1.0 / f0
-        lo = torch.where(d < 0, now - 1.25 * period, now + 0.8 * period)
-        hi = torch.where(d < 0, now - 0.8 * period, now + 1.25 * period)
-        corr, t_new, peak = _max_correlation(source, lengths, b, now, period, lo, hi, dx)
+        corr, t_new, peak = _max_correlation(
+            signal, base, n, now, period, now + to_lo * period, now + to_hi * period, dx
+        )
         t_new = torch.where(corr == -1.0, now + d * period, t_new)
-        beyond = torch.where(d < 0, t_new < tleft[k], t_new > tright[k])
-        gp = global_peak[b]
+        beyond = (t_new - end) * d > 0
         add = torch.where(
             beyond,
-            (corr > 0.7) & (peak > 0.023333 * gp),
-            (corr > 0.3) & ((peak == 0) | (peak > 0.01 * gp)),
+            (corr > 0.7) & (peak > peak_beyond),
+            (corr > 0.3) & ((peak == 0) | (peak > peak_before)),
         )
-        found_walk.append(idx)
+        found_walk.append(walk)
         found_t.append(t_new)
         found_f0.append(f0)
         found_added.append(add)
-        t[idx] = t_new
-        active[idx[beyond]] = False
+        f0_new = _f0_at(f0_flat, f0_base, frames, t0, track.time_step, t_new)
+        state = torch.cat((t_new[:, None], f0_new[:, None], state[:, 2:]), dim=1)
+        keep = ~beyond & ~torch.isnan(f0_new)
+        state, index = state[keep], index[keep]
     walks = torch.cat(found_walk) if found_walk else torch.zeros(0, dtype=torch.int64, device=x.device)
     times = torch.cat(found_t) if found_t else x.new_zeros(0)
     f0s = torch.cat(found_f0) if found_f0 else x.new_zeros(0)

@@ -12,7 +12,8 @@ import torch
 from helpers import SPEECH_FILES, load_speech, pad_batch
 from parselmouth.praat import call
 
-from mmtorch.audio.voice import glottal_pulses, jitter_local, pitch_ac, shimmer_local
+from mmtorch.audio.voice import glottal_pulses, jitter_local, pitch_ac, pitch_at, shimmer_local
+from mmtorch.audio.voice.pulses import _f0_at
 from mmtorch.demo import synthetic_speech
 
 SPEECH = load_speech(torch.float64)
@@ -121,6 +122,27 @@ def test_batch_of_items_is_item_by_item() -> None:
         torch.testing.assert_close(jitter.value[b], j.value[0])
         torch.testing.assert_close(shimmer.value[b], s.value[0])
         torch.testing.assert_close(shimmer_db.value[b], sd.value[0])
+
+
+def test_walk_pitch_lookup_is_pitch_at() -> None:
+    # The walk reads F0 from a flat table; it must be Praat's Sampled_getValueAtX everywhere, including
+    # times far outside the track and next to unvoiced frames.
+    items = [SPEECH[0][:30000], torch.from_numpy(synthetic_voice(0.01, 0.05)[0]), SPEECH[1][:9000]]
+    x, lengths = pad_batch(items)
+    track = pitch_ac(x, lengths, 16000)
+    frames = track.f0.shape[1]
+    defined = track.voiced & (torch.arange(frames) < track.lengths[:, None])
+    table = torch.nn.functional.pad(torch.where(defined, track.f0, math.nan), (1, 1), value=math.nan)
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, 3, (20000,), generator=g)
+    t = torch.rand(20000, generator=g, dtype=torch.float64) * 2.4 - 0.2
+    t[:200] = track.times[rows[:200], 0] + track.time_step * (torch.arange(200) % 5 - 2.5)  # half-way points
+    ours = _f0_at(
+        table.reshape(-1), rows * (frames + 2) + 1, frames, track.times[rows, 0], track.time_step, t
+    )
+    expected = pitch_at(track, rows, t)
+    assert torch.isnan(expected).any() and (~torch.isnan(expected)).any()
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0, equal_nan=True)
 
 
 def test_undefined_cases_are_flagged_not_nan() -> None:
