@@ -6,10 +6,10 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
-from mmtorch.audio.voice.features import _GROUP, length_groups, merge_parts
+from mmtorch.audio.voice.features import _GROUP, _concurrently, _overlap_walk, length_groups, merge_parts
 from mmtorch.audio.voice.formants import formants_burg
 from mmtorch.audio.voice.harmonicity import harmonicity_cc, harmonicity_mean
-from mmtorch.audio.voice.perturbation import jitter_local, shimmer_local
+from mmtorch.audio.voice.perturbation import Perturbation, jitter_local, shimmer_local
 from mmtorch.audio.voice.pitch import PitchTrack, pitch_ac, praat_frame_grid
 from mmtorch.audio.voice.pulses import glottal_pulses, sampled_value_at
 from mmtorch.masks import full_lengths, lengths_to_mask
@@ -71,29 +71,38 @@ def voice_report(
         out[f"{key}_defined"] = defined
 
     # Pitch, HNR and formants are frame-wise: on CPU they run in groups of similar length (same numbers,
-    # less padding). The pulse walk's cost is per time step, so it runs once over the whole batch.
+    # less padding). The pulse walk's cost is per time step, so it runs once over the whole batch, beside
+    # the HNR and formant analyses (in a second thread on a CPU with more than one torch thread).
     groups = length_groups(lengths, _GROUP) if x.device.type == "cpu" and x.shape[0] > _GROUP else None
     if groups is None:
-        pitch, hnr, f_means = _frame_measures(x, lengths, sample_rate, floor, ceiling, max_formant)
+        pitch = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling)
     else:
         n = int(
             praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0]
         )
         with validation(False):
-            parts = [
-                (
-                    rows,
-                    _frame_measures(x[rows, :size], lengths[rows], sample_rate, floor, ceiling, max_formant),
-                )
+            pitch_parts = [
+                (rows, pitch_ac(x[rows, :size], lengths[rows], sample_rate, floor=floor, ceiling=ceiling))
                 for rows, size in groups
             ]
-        pitch, hnr, f_means = merge_parts(parts, x.shape[0], n)
+        pitch = merge_parts(pitch_parts, x.shape[0], n)
+    with _concurrently(_overlap_walk(x), _perturbation, x, lengths, sample_rate, pitch, empty_value) as walk:
+        if groups is None:
+            hnr, f_means = _frame_measures(x, lengths, sample_rate, pitch, floor, max_formant)
+        else:
+            with validation(False):
+                parts = [
+                    (
+                        rows,
+                        _frame_measures(x[rows, :size], lengths[rows], sample_rate, part, floor, max_formant),
+                    )
+                    for (rows, size), (_, part) in zip(groups, pitch_parts, strict=True)
+                ]
+            hnr, f_means = merge_parts(parts, x.shape[0], n)
+        jitter, local, local_db = walk()
     n_voiced = pitch.voiced.sum(dim=1)
     put("f0_mean_hz", pitch.f0.sum(dim=1) / n_voiced.clamp(min=1), n_voiced > 0)
-    pulses = glottal_pulses(x, lengths, sample_rate, pitch)
-    jitter = jitter_local(pulses, empty_value=empty_value)
     put("jitter_local", jitter.value, jitter.defined)
-    local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
     put("shimmer_local", local.value, local.defined)
     put("shimmer_local_db", local_db.value, local_db.defined)
     put("hnr_db", hnr[0], hnr[1])
@@ -102,12 +111,20 @@ def voice_report(
     return out
 
 
+def _perturbation(
+    x: Tensor, lengths: Tensor, sample_rate: float, pitch: PitchTrack, empty_value: float
+) -> tuple[Perturbation, Perturbation, Perturbation]:
+    """Local jitter, local shimmer and local shimmer (dB) over the glottal pulses of the pitch track."""
+    pulses = glottal_pulses(x, lengths, sample_rate, pitch)
+    local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
+    return jitter_local(pulses, empty_value=empty_value), local, local_db
+
+
 def _frame_measures(
-    x: Tensor, lengths: Tensor, sample_rate: float, floor: float, ceiling: float, max_formant: float
-) -> tuple[PitchTrack, tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """The pitch track, the HNR mean and whether it is defined, and the F1–F3 means ``(B, 3)`` over the
-    voiced frames with whether each is defined."""
-    pitch = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling)
+    x: Tensor, lengths: Tensor, sample_rate: float, pitch: PitchTrack, floor: float, max_formant: float
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The HNR mean and whether it is defined, and the F1–F3 means ``(B, 3)`` over the frames ``pitch``
+    calls voiced with whether each is defined."""
     hnr = harmonicity_cc(x, lengths, sample_rate, 0.01, floor, 0.1, 1.0)
     formants = formants_burg(x, lengths, sample_rate, max_frequency=max_formant)
     rows, frame = pitch.voiced.nonzero(as_tuple=True)
@@ -131,7 +148,6 @@ def _frame_measures(
         means.append(total / count.clamp(min=1))
         defined.append(count > 0)
     return (
-        pitch,
         (harmonicity_mean(hnr, 0.0), hnr.voiced.any(dim=1)),
         (torch.stack(means, 1), torch.stack(defined, 1)),
     )

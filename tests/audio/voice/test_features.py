@@ -206,3 +206,36 @@ def test_groups_of_items_equal_the_padded_batch() -> None:
             else:
                 assert float(report[key][b]) == pytest.approx(float(value[0]), rel=1e-9, abs=1e-12), key
         torch.testing.assert_close(values[b], egemaps(items[b][None], None, 16000)[0], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("strategy", ["items", "batch"])
+def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strategy: str) -> None:
+    """On a CPU with several torch threads the pulse walk runs in a second thread while HNR, formants and
+    the spectral rows are computed; the numbers are those of running one after the other, and the walk
+    keeps the caller's grad mode."""
+    import threading
+
+    from mmtorch.audio.voice import features, pulses, report
+
+    items = [speechlike(4000 + 2500 * i, f0=105.0 + 11 * i, seed=i, dtype=torch.float64) for i in range(10)]
+    x, lengths = pad_batch(items, garbage=math.nan)
+    seen = []
+    walk = pulses.glottal_pulses
+
+    def spy(*args, **kwargs):
+        seen.append((threading.current_thread() is threading.main_thread(), torch.is_grad_enabled()))
+        return walk(*args, **kwargs)
+
+    monkeypatch.setattr(features, "glottal_pulses", spy)
+    monkeypatch.setattr(report, "glottal_pulses", spy)
+    out = {}
+    for overlap in (False, True):
+        monkeypatch.setattr(features, "_overlap_walk", lambda _, on=overlap: on)
+        monkeypatch.setattr(report, "_overlap_walk", lambda _, on=overlap: on)
+        with torch.no_grad():
+            analysis = VoiceFeatures(16000, strategy=strategy).analyse(x, lengths)
+            out[overlap] = (analysis.features, analysis.pulses.times, report.voice_report(x, lengths, 16000))
+    assert seen == [(True, False)] * 2 + [(False, False)] * 2
+    assert torch.equal(out[False][0], out[True][0]) and torch.equal(out[False][1], out[True][1])
+    for key, value in out[False][2].items():
+        assert torch.equal(value, out[True][2][key]), key
