@@ -156,6 +156,34 @@ def test_non_finite_samples_name_the_item(bad: float) -> None:
     assert torch.isfinite(y).all()
 
 
+def test_checks_switched_off_in_one_thread_stay_on_in_another() -> None:
+    import threading
+
+    from mmtorch.audio.stage import validating, validation
+
+    inside, leave = threading.Event(), threading.Event()
+    seen = []
+
+    def other() -> None:
+        with validation(False):
+            seen.append(validating())
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    inside.wait(10)
+    seen.append(validating())  # the other thread's switch is not this one's
+    leave.set()
+    thread.join()
+    seen.append(validating())
+    assert seen == [False, True, True]
+    x = torch.zeros(1, 1600)
+    x[0, 3] = math.nan
+    with pytest.raises(ValueError, match="item 0: sample 3"):
+        frontend("kaldi")(x)
+
+
 def test_huge_finite_samples_are_not_called_non_finite() -> None:
     # Their sum overflows float32 (the quick check's tripwire); locating the "bad" sample finds none.
     x = torch.full((2, 1600), 3e38)

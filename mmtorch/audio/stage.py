@@ -8,6 +8,7 @@ its own); stages inside a chain trust what the previous stage produced.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -18,7 +19,9 @@ from mmtorch.random import derive_seeds, item_seeds
 
 __all__ = ["Chain", "Stage", "validation"]
 
-_VALIDATE = [True]
+# Per thread: a stage's work may run partly in a second thread (the voice analyses do), and one thread
+# turning checks off must not turn them off, or back on, in another.
+_STATE = threading.local()
 
 
 @contextlib.contextmanager
@@ -28,17 +31,17 @@ def validation(enabled: bool) -> Iterator[None]:
     Checks read values on the host, which costs a device synchronization on CUDA; a :class:`Chain` checks
     its input once and runs its stages with checks off. Checks are always skipped under ``torch.compile``.
     """
-    previous = _VALIDATE[0]
-    _VALIDATE[0] = enabled
+    previous = getattr(_STATE, "validate", True)
+    _STATE.validate = enabled
     try:
         yield
     finally:
-        _VALIDATE[0] = previous
+        _STATE.validate = previous
 
 
 def validating() -> bool:
     """Whether input checks run right now (on, and not inside a ``torch.compile`` trace)."""
-    return _VALIDATE[0] and not torch.compiler.is_compiling()
+    return not torch.compiler.is_compiling() and getattr(_STATE, "validate", True)
 
 
 _INT_SCALE = {

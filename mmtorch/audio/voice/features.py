@@ -37,7 +37,7 @@ from mmtorch.audio.voice.formants import FormantTrack, formants_burg
 from mmtorch.audio.voice.framing import gather_windows, row_blocks, safe_log
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc
 from mmtorch.audio.voice.perturbation import jitter_local_windows, shimmer_local_windows
-from mmtorch.audio.voice.pitch import PitchTrack, hop_grid, pitch_ac, praat_frame_grid
+from mmtorch.audio.voice.pitch import PitchTrack, hop_grid, pitch_ac, pitch_frames, praat_frame_grid
 from mmtorch.audio.voice.pulses import PulseTrain, glottal_pulses
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -86,10 +86,10 @@ _R = TypeVar("_R")
 
 
 def _overlap_walk(x: Tensor) -> bool:
-    """Whether the glottal-pulse walk should run in a second thread beside the frame analyses: on a CPU
-    with more than one torch thread (the walk is a long chain of small operations that leaves the other
-    cores idle; beside the frame analyses it took ~10 % off the wall time on 2 cores), and not while
-    ``torch.compile`` traces."""
+    """Whether pitch and the glottal-pulse walk run in a second thread beside the HNR, formant and
+    spectral analyses: on a CPU with more than one torch thread (the pitch path finder, Brent's method and
+    the walk are long chains of small operations that leave the other cores idle), not under
+    ``torch.compile``. Measured on 2 cores: a quarter off the wall time of ``VoiceFeatures``."""
     return x.device.type == "cpu" and torch.get_num_threads() > 1 and not torch.compiler.is_compiling()
 
 
@@ -149,7 +149,6 @@ def _merge(values: list, rows: list[Tensor], batch: int, n: int) -> Any:
 
 
 class _FrameRows(NamedTuple):
-    pitch: PitchTrack
     rows: dict[str, Tensor]
     harmonicity: HarmonicityTrack | None
     formants: FormantTrack | None
@@ -278,62 +277,77 @@ class VoiceFeatures(Stage):
 
         With the ``"items"`` strategy the frame-wise analyses run per group of similar length and their
         tracks are merged; the glottal-pulse walk, whose cost is per time step rather than per item, runs
-        once over the whole batch either way. On a CPU with more than one torch thread the walk runs in a
-        second thread while the HNR, formant and spectral analyses go on (same numbers).
+        once over the whole batch either way. On a CPU with more than one torch thread the pitch analysis
+        and the walk run in a second thread while the HNR, formant and spectral analyses go on (same
+        numbers).
         """
         x, given = prepare_waveform(x, lengths, "VoiceFeatures")
         dtype = x.dtype
         lengths = full_lengths(x) if given is None else given
         x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
         groups = self._groups(x, lengths)
-        if groups is None:
-            pitch = self._pitch(x64, lengths)
-        else:
-            n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
-            with validation(False):
-                pitch_parts = [(rows, self._pitch(x64[rows, :size], lengths[rows])) for rows, size in groups]
-            pitch = merge_parts(pitch_parts, x.shape[0], n)
-        # The pulse walk needs only the pitch track; the other frame analyses run meanwhile.
-        with _concurrently(_overlap_walk(x64), self._perturbation_rows, x64, lengths, pitch) as walk:
+        n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
+        # Pitch and then the pulse walk (which needs the whole pitch track) run beside the HNR, formant
+        # and spectral analyses, which need only the frame times.
+        with _concurrently(_overlap_walk(x64), self._pitch_and_pulses, x64, lengths, groups, n) as first:
             if groups is None:
-                frame = self._frame_rows(x64, lengths, pitch)
+                frame = self._frame_rows(x64, lengths)
             else:
                 with validation(False):
                     parts = [
-                        (rows, self._frame_rows(x64[rows, :size], lengths[rows], part))
-                        for (rows, size), (_, part) in zip(groups, pitch_parts, strict=True)
+                        (rows, self._frame_rows(x64[rows, :size], lengths[rows])) for rows, size in groups
                     ]
-                frame = merge_parts(parts, x.shape[0], n)._replace(pitch=pitch)
-            pulses, perturbation = walk()
-        rows = {**frame.rows, **perturbation}
-        frames = frame.pitch.lengths
-        valid = lengths_to_mask(frames, frame.pitch.f0.shape[1])
+                frame = merge_parts(parts, x.shape[0], n)
+            pitch, pulses, perturbation = first()
+        rows = {
+            "F0_Hz": pitch.f0,
+            "voiced": pitch.voiced.to(torch.float64),
+            "F0_semitones": torch.where(
+                pitch.voiced, 12.0 * torch.log2(pitch.f0.clamp(min=1e-9) / 27.5), 0.0
+            ),
+            **frame.rows,
+            **perturbation,
+        }
+        frames = pitch.lengths
+        valid = lengths_to_mask(frames, pitch.f0.shape[1])
         y = torch.stack([rows[name] for name in self.features], dim=1)
         y = torch.where(valid[:, None, :], y, 0.0).to(dtype)
         return VoiceAnalysis(
-            zero_padding(y, frames), frames, frame.pitch, pulses, frame.harmonicity, frame.formants
+            zero_padding(y, frames), frames, pitch, pulses, frame.harmonicity, frame.formants
         )
 
-    def _pitch(self, x64: Tensor, lengths: Tensor) -> PitchTrack:
-        frames = None
-        if self.hop_length is not None:
-            frames = hop_grid(lengths, self.sample_rate, self.hop_length, x64.shape[1] // self.hop_length)
-        return pitch_ac(
-            x64, lengths, self.sample_rate, self.time_step, self.floor, self.ceiling, frames=frames
-        )
+    def _grid(self, lengths: Tensor, samples: int) -> tuple[Tensor, Tensor] | None:
+        """Whisper's and NeMo's frames when ``hop_length`` is set (``None``: Praat's pitch frames)."""
+        if self.hop_length is None:
+            return None
+        return hop_grid(lengths, self.sample_rate, self.hop_length, samples // self.hop_length)
 
-    def _frame_rows(self, x64: Tensor, lengths: Tensor, pitch: PitchTrack) -> _FrameRows:
-        """Every row but jitter and shimmer (float64 ``(B, N)`` each) on the pitch track's frames."""
+    def _pitch_and_pulses(
+        self, x64: Tensor, lengths: Tensor, groups: list[tuple[Tensor, int]] | None, n: int
+    ) -> tuple[PitchTrack, PulseTrain | None, dict[str, Tensor]]:
+        """The pitch track (per group when grouped) and the pulse walk over the whole batch."""
+        sr, step, floor, ceiling = self.sample_rate, self.time_step, self.floor, self.ceiling
+        if groups is None:
+            grid = self._grid(lengths, x64.shape[1])
+            pitch = pitch_ac(x64, lengths, sr, step, floor, ceiling, frames=grid)
+        else:
+            parts = []
+            with validation(False):
+                for rows, size in groups:
+                    grid = self._grid(lengths[rows], size)
+                    track = pitch_ac(x64[rows, :size], lengths[rows], sr, step, floor, ceiling, frames=grid)
+                    parts.append((rows, track))
+            pitch = merge_parts(parts, x64.shape[0], n)
+        return pitch, *self._perturbation_rows(x64, lengths, pitch)
+
+    def _frame_rows(self, x64: Tensor, lengths: Tensor) -> _FrameRows:
+        """The spectral, HNR and formant rows (float64 ``(B, N)`` each) at the pitch frames' times."""
         sr = self.sample_rate
-        times = pitch.times
+        grid = self._grid(lengths, x64.shape[1])
+        _, times = pitch_frames(lengths, x64.shape[1], sr, self.time_step, self.floor, frames=grid)
         rows: dict[str, Tensor] = {}
         harmonicity = formants = None
         wanted = set(self.features)
-        rows["F0_Hz"] = pitch.f0
-        rows["voiced"] = pitch.voiced.to(torch.float64)
-        rows["F0_semitones"] = torch.where(
-            pitch.voiced, 12.0 * torch.log2(pitch.f0.clamp(min=1e-9) / 27.5), 0.0
-        )
         if wanted & set(_SPECTRAL_NAMES):
             rows.update(self._spectral(x64, lengths, times))
         if wanted & _PERIODICITY:
@@ -344,7 +358,7 @@ class VoiceFeatures(Stage):
             for k in range(3):
                 rows[f"F{k + 1}_Hz"] = formants.frequency[..., k]
                 rows[f"F{k + 1}_bandwidth_Hz"] = formants.bandwidth[..., k]
-        return _FrameRows(pitch, rows, harmonicity, formants)
+        return _FrameRows(rows, harmonicity, formants)
 
     def _perturbation_rows(
         self, x64: Tensor, lengths: Tensor, pitch: PitchTrack

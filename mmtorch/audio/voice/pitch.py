@@ -32,7 +32,7 @@ from mmtorch.audio.voice.framing import gather_windows, row_blocks
 from mmtorch.audio.voice.sinc import sinc_interpolate, sinc_maxima
 from mmtorch.masks import full_lengths, lengths_to_mask
 
-__all__ = ["Pitch", "PitchTrack", "hop_grid", "pitch_ac", "praat_frame_grid"]
+__all__ = ["Pitch", "PitchTrack", "hop_grid", "pitch_ac", "pitch_frames", "praat_frame_grid"]
 
 
 class PitchTrack(NamedTuple):
@@ -107,6 +107,42 @@ def _grid(lengths: Tensor, sample_rate: float, window: float, time_step: float, 
     # Sampled_xToLowIndex, then 0-based: floor((t - x1) / dx + 1) - 1
     left = torch.floor((times - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1
     return _Grid(counts, times, left)
+
+
+def _pitch_grid(
+    lengths: Tensor,
+    samples: int,
+    sample_rate: float,
+    time_step: float,
+    floor: float,
+    frames: tuple[Tensor, Tensor] | None,
+) -> _Grid:
+    """The frames :func:`pitch_ac` analyses in a batch of ``samples`` samples (Praat's, or ``frames``)."""
+    if frames is None:
+        window = 3.0 / floor
+        n_max = int(praat_frame_grid(lengths.new_tensor([samples]), sample_rate, window, time_step)[0][0])
+        return _grid(lengths, sample_rate, window, time_step, n_max)
+    counts, times = frames
+    times = times.to(torch.float64)
+    dx = 1.0 / sample_rate
+    return _Grid(counts, times, torch.floor((times - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1)
+
+
+def pitch_frames(
+    lengths: Tensor,
+    samples: int,
+    sample_rate: float,
+    time_step: float = 0.0,
+    floor: float = 75.0,
+    frames: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The frame counts and times of the :class:`PitchTrack` that :func:`pitch_ac` would return for a
+    ``(B, samples)`` batch with these settings, without the analysis: int64 ``(B,)`` and float64 ``(B, N)``
+    seconds, 0 past each item's frames."""
+    time_step = time_step if time_step > 0 else 3.0 / floor / 4.0
+    grid = _pitch_grid(lengths, samples, sample_rate, time_step, floor, frames)
+    valid = lengths_to_mask(grid.counts, grid.times.shape[1])
+    return grid.counts, torch.where(valid, grid.times, 0.0)
 
 
 def _local_mean(cumsum: Tensor, lengths: Tensor, left: Tensor, period: int) -> Tensor:
@@ -377,17 +413,8 @@ def pitch_ac(
     if max_candidates < ceiling / floor:
         max_candidates = math.floor(ceiling / floor)
     ceiling = min(ceiling, 0.5 * sample_rate)
-    window = 3.0 / floor
-    if frames is None:
-        full = lengths.new_tensor([x.shape[1]])
-        n_max = int(praat_frame_grid(full, sample_rate, window, time_step)[0][0])
-        grid = _grid(lengths, sample_rate, window, time_step, n_max)
-    else:
-        counts, times = frames
-        n_max = times.shape[1]
-        times = times.to(torch.float64)
-        dx = 1.0 / sample_rate
-        grid = _Grid(counts, times, torch.floor((times - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1)
+    grid = _pitch_grid(lengths, x.shape[1], sample_rate, time_step, floor, frames)
+    n_max = grid.times.shape[1]
     cands = _ac_candidates(
         x, lengths, grid, sample_rate, floor, ceiling, max_candidates, voicing_threshold, octave_cost
     )

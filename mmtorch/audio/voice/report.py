@@ -7,8 +7,8 @@ from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
 from mmtorch.audio.voice.features import _GROUP, _concurrently, _overlap_walk, length_groups, merge_parts
-from mmtorch.audio.voice.formants import formants_burg
-from mmtorch.audio.voice.harmonicity import harmonicity_cc, harmonicity_mean
+from mmtorch.audio.voice.formants import FormantTrack, formants_burg
+from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc, harmonicity_mean
 from mmtorch.audio.voice.perturbation import Perturbation, jitter_local, shimmer_local
 from mmtorch.audio.voice.pitch import PitchTrack, pitch_ac, praat_frame_grid
 from mmtorch.audio.voice.pulses import glottal_pulses, sampled_value_at
@@ -71,35 +71,29 @@ def voice_report(
         out[f"{key}_defined"] = defined
 
     # Pitch, HNR and formants are frame-wise: on CPU they run in groups of similar length (same numbers,
-    # less padding). The pulse walk's cost is per time step, so it runs once over the whole batch, beside
-    # the HNR and formant analyses (in a second thread on a CPU with more than one torch thread).
+    # less padding). The pulse walk's cost is per time step, so it runs once over the whole batch. Pitch and
+    # the walk run beside HNR and formants (in a second thread on a CPU with more than one torch thread).
     groups = length_groups(lengths, _GROUP) if x.device.type == "cpu" and x.shape[0] > _GROUP else None
-    if groups is None:
-        pitch = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling)
-    else:
-        n = int(
-            praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0]
-        )
-        with validation(False):
-            pitch_parts = [
-                (rows, pitch_ac(x[rows, :size], lengths[rows], sample_rate, floor=floor, ceiling=ceiling))
-                for rows, size in groups
-            ]
-        pitch = merge_parts(pitch_parts, x.shape[0], n)
-    with _concurrently(_overlap_walk(x), _perturbation, x, lengths, sample_rate, pitch, empty_value) as walk:
+    n = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0])
+    settings = (sample_rate, floor, ceiling, empty_value)
+    with _concurrently(_overlap_walk(x), _pitch_and_perturbation, x, lengths, groups, n, settings) as first:
         if groups is None:
-            hnr, f_means = _frame_measures(x, lengths, sample_rate, pitch, floor, max_formant)
+            tracks = _hnr_and_formants(x, lengths, sample_rate, floor, max_formant)
         else:
             with validation(False):
-                parts = [
-                    (
-                        rows,
-                        _frame_measures(x[rows, :size], lengths[rows], sample_rate, part, floor, max_formant),
-                    )
-                    for (rows, size), (_, part) in zip(groups, pitch_parts, strict=True)
+                track_parts = [
+                    _hnr_and_formants(x[rows, :size], lengths[rows], sample_rate, floor, max_formant)
+                    for rows, size in groups
                 ]
-            hnr, f_means = merge_parts(parts, x.shape[0], n)
-        jitter, local, local_db = walk()
+        pitch, pitch_parts, (jitter, local, local_db) = first()
+    if groups is None:
+        hnr, f_means = _means(*tracks, pitch)
+    else:
+        parts = [
+            (rows, _means(*part, pitch_part))
+            for part, (rows, pitch_part) in zip(track_parts, pitch_parts, strict=True)
+        ]
+        hnr, f_means = merge_parts(parts, x.shape[0], n)
     n_voiced = pitch.voiced.sum(dim=1)
     put("f0_mean_hz", pitch.f0.sum(dim=1) / n_voiced.clamp(min=1), n_voiced > 0)
     put("jitter_local", jitter.value, jitter.defined)
@@ -111,22 +105,47 @@ def voice_report(
     return out
 
 
-def _perturbation(
-    x: Tensor, lengths: Tensor, sample_rate: float, pitch: PitchTrack, empty_value: float
-) -> tuple[Perturbation, Perturbation, Perturbation]:
-    """Local jitter, local shimmer and local shimmer (dB) over the glottal pulses of the pitch track."""
+def _pitch_and_perturbation(
+    x: Tensor,
+    lengths: Tensor,
+    groups: list[tuple[Tensor, int]] | None,
+    n: int,
+    settings: tuple[float, float, float, float],
+) -> tuple[
+    PitchTrack, list[tuple[Tensor, PitchTrack]] | None, tuple[Perturbation, Perturbation, Perturbation]
+]:
+    """The pitch track (and its groups' tracks when grouped), then local jitter, local shimmer and local
+    shimmer (dB) over the glottal pulses of the whole batch."""
+    sample_rate, floor, ceiling, empty_value = settings
+    if groups is None:
+        pitch, parts = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling), None
+    else:
+        with validation(False):
+            parts = [
+                (rows, pitch_ac(x[rows, :size], lengths[rows], sample_rate, floor=floor, ceiling=ceiling))
+                for rows, size in groups
+            ]
+        pitch = merge_parts(parts, x.shape[0], n)
     pulses = glottal_pulses(x, lengths, sample_rate, pitch)
     local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
-    return jitter_local(pulses, empty_value=empty_value), local, local_db
+    return pitch, parts, (jitter_local(pulses, empty_value=empty_value), local, local_db)
 
 
-def _frame_measures(
-    x: Tensor, lengths: Tensor, sample_rate: float, pitch: PitchTrack, floor: float, max_formant: float
+def _hnr_and_formants(
+    x: Tensor, lengths: Tensor, sample_rate: float, floor: float, max_formant: float
+) -> tuple[HarmonicityTrack, FormantTrack]:
+    return (
+        harmonicity_cc(x, lengths, sample_rate, 0.01, floor, 0.1, 1.0),
+        formants_burg(x, lengths, sample_rate, max_frequency=max_formant),
+    )
+
+
+def _means(
+    hnr: HarmonicityTrack, formants: FormantTrack, pitch: PitchTrack
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """The HNR mean and whether it is defined, and the F1–F3 means ``(B, 3)`` over the frames ``pitch``
     calls voiced with whether each is defined."""
-    hnr = harmonicity_cc(x, lengths, sample_rate, 0.01, floor, 0.1, 1.0)
-    formants = formants_burg(x, lengths, sample_rate, max_frequency=max_formant)
+    batch = pitch.f0.shape[0]
     rows, frame = pitch.voiced.nonzero(as_tuple=True)
     t = pitch.times[rows, frame]
     means, defined = [], []
@@ -141,8 +160,8 @@ def _frame_measures(
             t,
         )
         ok = ~torch.isnan(values)
-        total = x.new_zeros(x.shape[0]).index_add_(0, rows, torch.where(ok, values, 0.0))
-        count = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device).index_add_(
+        total = values.new_zeros(batch).index_add_(0, rows, torch.where(ok, values, 0.0))
+        count = torch.zeros(batch, dtype=torch.int64, device=values.device).index_add_(
             0, rows, ok.to(torch.int64)
         )
         means.append(total / count.clamp(min=1))

@@ -210,9 +210,9 @@ def test_groups_of_items_equal_the_padded_batch() -> None:
 
 @pytest.mark.parametrize("strategy", ["items", "batch"])
 def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strategy: str) -> None:
-    """On a CPU with several torch threads the pulse walk runs in a second thread while HNR, formants and
-    the spectral rows are computed; the numbers are those of running one after the other, and the walk
-    keeps the caller's grad mode."""
+    """On a CPU with several torch threads pitch and the pulse walk run in a second thread while HNR,
+    formants and the spectral rows are computed; the numbers are those of running one after the other, and
+    the thread keeps the caller's grad mode."""
     import threading
 
     from mmtorch.audio.voice import features, pulses, report

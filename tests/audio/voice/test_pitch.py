@@ -11,6 +11,7 @@ import torch
 from helpers import SPEECH_FILES, load_speech, pad_batch, speechlike
 
 from mmtorch.audio.voice import Pitch, pitch_ac, praat_frame_grid
+from mmtorch.audio.voice.pitch import hop_grid, pitch_frames
 from mmtorch.demo import synthetic_speech
 
 SPEECH = load_speech(torch.float64)
@@ -135,3 +136,19 @@ def test_bad_settings() -> None:
         x = torch.zeros(1, 2000)
         x[0, 5] = math.inf
         Pitch(16000)(x)
+
+
+def test_pitch_frames_are_the_tracks_frames() -> None:
+    items = [
+        torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+        for n in (700, 16000, 9001)
+    ]
+    x, lengths = pad_batch(items)
+    for floor, step in ((75.0, 0.0), (100.0, 0.005)):
+        track = pitch_ac(x, lengths, 16000, step, floor)
+        counts, times = pitch_frames(lengths, x.shape[1], 16000, step, floor)
+        assert torch.equal(counts, track.lengths) and torch.equal(times, track.times)
+    grid = hop_grid(lengths, 16000, 160, x.shape[1] // 160)
+    track = pitch_ac(x, lengths, 16000, 0.01, frames=grid)
+    counts, times = pitch_frames(lengths, x.shape[1], 16000, 0.01, frames=grid)
+    assert torch.equal(counts, track.lengths) and torch.equal(times, track.times)
