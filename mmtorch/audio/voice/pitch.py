@@ -349,23 +349,35 @@ def path_finder(
         jump * (log_f[:, :-1, :, None] - log_f[:, 1:, None, :]).abs(),
         torch.where(v_prev == v_cur, 0.0, vuv),
     )
-    active = (torch.arange(n_frames, device=device) < counts[:, None])[..., None]
+    # Past an item's last frame the step keeps its scores: cost 0 to the same candidate and +inf to any
+    # other, local strength 0 (x - 0 + 0 is x exactly), so the loop needs no mask: three operations a frame.
+    active = torch.arange(1, n_frames, device=device) < counts[:, None]
+    states = torch.arange(k + 1, device=device)
+    stay = torch.where(states[:, None] == states, 0.0, math.inf).to(cost.dtype)
+    cost = torch.where(active[..., None, None], cost, stay)
+    step_local = torch.where(active[..., None], local[:, 1:], 0.0)
     delta = local[:, 0]
-    psi = torch.zeros(batch, n_frames, k + 1, dtype=torch.int64, device=device)
-    for t in range(1, n_frames):
-        best, place = (delta[:, :, None] - cost[:, t - 1]).max(dim=1)  # over the previous candidate
-        delta = torch.where(active[:, t], best + local[:, t], delta)
-        psi[:, t] = place
-    # Backtrack from each item's own last frame.
+    places = []
+    for t in range(n_frames - 1):
+        best, place = (delta[:, :, None] - cost[:, t]).max(dim=1)  # over the previous candidate
+        delta = best + step_local[:, t]
+        places.append(place)
+    # Backtrack from each item's own last frame by pointer doubling: back[:, t] maps the candidate chosen
+    # at frame t + 1 to the one at frame t (the identity from the last frame on); composing the maps in
+    # log2(N) rounds gives every frame's candidate at once, the same integers as the frame-by-frame walk.
     last = (counts - 1).clamp(min=0)
-    place = torch.zeros(batch, dtype=torch.int64, device=device)
-    chosen = torch.zeros(batch, n_frames, dtype=torch.int64, device=device)
+    identity = states.expand(batch, 1, k + 1)
+    back = torch.stack(places, dim=1) if places else identity[:, :0]
+    back = torch.where((torch.arange(n_frames - 1, device=device) < last[:, None])[..., None], back, identity)
+    back = torch.cat((back, identity), dim=1)  # (B, N, K + 1)
+    span = 1
+    while span < n_frames:
+        later = torch.cat((back[:, span:], identity.expand(batch, min(span, n_frames), k + 1)), dim=1)
+        back = back.gather(2, later)
+        span *= 2
     final = delta.argmax(dim=1)
-    for t in range(n_frames - 1, -1, -1):
-        place = torch.where(t == last, final, torch.where(t < last, place, torch.zeros_like(place)))
-        chosen[:, t] = place
-        if t:
-            place = torch.where(t <= last, psi[:, t].gather(1, place[:, None])[:, 0], place)
+    chosen = back.gather(2, final[:, None, None].expand(batch, n_frames, 1))[..., 0]
+    chosen = torch.where(torch.arange(n_frames, device=device) <= last[:, None], chosen, 0)
     f0 = f_all.gather(2, chosen[..., None])[..., 0]
     strength = s_all.gather(2, chosen[..., None])[..., 0]
     is_voiced = v_all.gather(2, chosen[..., None])[..., 0] & lengths_to_mask(counts, n_frames)
