@@ -95,16 +95,17 @@ def _overlap_walk(x: Tensor) -> bool:
 
 @contextmanager
 def _concurrently(enabled: bool, fn: Callable[..., _R], *args: Any) -> Iterator[Callable[[], _R]]:
-    """Start ``fn(*args)`` in a second thread (under the caller's grad mode) when ``enabled``, else run it at
-    once; yield a function that returns its result. Leaving the block waits for the thread."""
+    """Start ``fn(*args)`` in a second thread (under the caller's grad and inference modes, which are per
+    thread) when ``enabled``, else run it at once; yield a function that returns its result. Leaving the
+    block waits for the thread."""
     if not enabled:
         value = fn(*args)
         yield lambda: value
         return
-    grad = torch.is_grad_enabled()
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
     def run() -> _R:
-        with torch.set_grad_enabled(grad):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return fn(*args)
 
     with ThreadPoolExecutor(1, thread_name_prefix="mmtorch-voice") as pool:

@@ -271,7 +271,7 @@ def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchT
     tmiddle = 0.5 * (tleft + tright)
     f0middle = pitch_at(track, rows, tmiddle)
     # Every window of the walk lies within a few of the longest periods of the stretches' start and end.
-    longest = 1.0 / float(torch.where(track.voiced, track.f0, math.inf).amin().clamp(min=1.0))
+    longest = 1.0 / float(torch.where(track.voiced, track.f0.detach(), math.inf).amin().clamp(min=1.0))
     source = RowWindows(x, lengths, pad=math.ceil(4.0 * longest * sample_rate) + 2)
     first = _find_extremum(source, lengths, rows, tmiddle - 0.5 / f0middle, tmiddle + 0.5 / f0middle, dx)
 
@@ -323,7 +323,7 @@ def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchT
     keep = ~torch.isnan(state[:, 1])
     state, index = state[keep], index[keep]
     found_walk, found_t, found_f0, found_added = [], [], [], []
-    max_steps = math.ceil(float(durations.max()) * float(track.f0.max().clamp(min=1.0)) * 1.3) + 10
+    max_steps = math.ceil(float(durations.max()) * float(track.f0.detach().max().clamp(min=1.0)) * 1.3) + 10
     for _ in range(max_steps):
         if state.shape[0] == 0:
             break

@@ -212,7 +212,7 @@ def test_groups_of_items_equal_the_padded_batch() -> None:
 def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strategy: str) -> None:
     """On a CPU with several torch threads pitch and the pulse walk run in a second thread while HNR,
     formants and the spectral rows are computed; the numbers are those of running one after the other, and
-    the thread keeps the caller's grad mode."""
+    the thread keeps the caller's grad and inference modes."""
     import threading
 
     from mmtorch.audio.voice import features, pulses, report
@@ -223,7 +223,8 @@ def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strat
     walk = pulses.glottal_pulses
 
     def spy(*args, **kwargs):
-        seen.append((threading.current_thread() is threading.main_thread(), torch.is_grad_enabled()))
+        main = threading.current_thread() is threading.main_thread()
+        seen.append((main, torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
         return walk(*args, **kwargs)
 
     monkeypatch.setattr(features, "glottal_pulses", spy)
@@ -232,10 +233,10 @@ def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strat
     for overlap in (False, True):
         monkeypatch.setattr(features, "_overlap_walk", lambda _, on=overlap: on)
         monkeypatch.setattr(report, "_overlap_walk", lambda _, on=overlap: on)
-        with torch.no_grad():
+        with torch.inference_mode():
             analysis = VoiceFeatures(16000, strategy=strategy).analyse(x, lengths)
             out[overlap] = (analysis.features, analysis.pulses.times, report.voice_report(x, lengths, 16000))
-    assert seen == [(True, False)] * 2 + [(False, False)] * 2
+    assert seen == [(True, False, True)] * 2 + [(False, False, True)] * 2
     assert torch.equal(out[False][0], out[True][0]) and torch.equal(out[False][1], out[True][1])
     for key, value in out[False][2].items():
         assert torch.equal(value, out[True][2][key]), key
