@@ -85,7 +85,7 @@ _GROUP = 8
 _R = TypeVar("_R")
 
 
-def _overlap_walk(x: Tensor) -> bool:
+def _use_second_thread(x: Tensor) -> bool:
     """Whether pitch and the glottal-pulse walk run in a second thread beside the HNR, formant and
     spectral analyses: on a CPU with more than one torch thread (the pitch path finder, Brent's method and
     the walk are long chains of small operations that leave the other cores idle), not under
@@ -290,7 +290,7 @@ class VoiceFeatures(Stage):
         n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
         # Pitch and then the pulse walk (which needs the whole pitch track) run beside the HNR, formant
         # and spectral analyses, which need only the frame times.
-        with _concurrently(_overlap_walk(x64), self._pitch_and_pulses, x64, lengths, groups, n) as first:
+        with _concurrently(_use_second_thread(x64), self._pitch_and_pulses, x64, lengths, groups, n) as first:
             if groups is None:
                 frame = self._frame_rows(x64, lengths)
             else:

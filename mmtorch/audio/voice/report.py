@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
-from mmtorch.audio.voice.features import _GROUP, _concurrently, _overlap_walk, length_groups, merge_parts
+from mmtorch.audio.voice.features import _GROUP, _concurrently, _use_second_thread, length_groups, merge_parts
 from mmtorch.audio.voice.formants import FormantTrack, formants_burg
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc, harmonicity_mean
 from mmtorch.audio.voice.perturbation import Perturbation, jitter_local, shimmer_local
@@ -76,7 +76,9 @@ def voice_report(
     groups = length_groups(lengths, _GROUP) if x.device.type == "cpu" and x.shape[0] > _GROUP else None
     n = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0])
     settings = (sample_rate, floor, ceiling, empty_value)
-    with _concurrently(_overlap_walk(x), _pitch_and_perturbation, x, lengths, groups, n, settings) as first:
+    with _concurrently(
+        _use_second_thread(x), _pitch_and_perturbation, x, lengths, groups, n, settings
+    ) as first:
         if groups is None:
             tracks = _hnr_and_formants(x, lengths, sample_rate, floor, max_formant)
         else:

@@ -231,8 +231,8 @@ def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strat
     monkeypatch.setattr(report, "glottal_pulses", spy)
     out = {}
     for overlap in (False, True):
-        monkeypatch.setattr(features, "_overlap_walk", lambda _, on=overlap: on)
-        monkeypatch.setattr(report, "_overlap_walk", lambda _, on=overlap: on)
+        monkeypatch.setattr(features, "_use_second_thread", lambda _, on=overlap: on)
+        monkeypatch.setattr(report, "_use_second_thread", lambda _, on=overlap: on)
         with torch.inference_mode():
             analysis = VoiceFeatures(16000, strategy=strategy).analyse(x, lengths)
             out[overlap] = (analysis.features, analysis.pulses.times, report.voice_report(x, lengths, 16000))
