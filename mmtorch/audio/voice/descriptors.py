@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_features, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import centred_frames, safe_log, safe_sqrt, valid_frames
+from mmtorch.audio.voice.framing import centred_frames, magnitude, safe_log, safe_sqrt, valid_frames
 from mmtorch.masks import full_lengths
 
 __all__ = [
@@ -660,7 +660,7 @@ class EGeMAPSDescriptors(Stage):
             x = torch.nn.functional.pad(x, (0, self.win_length - x.shape[-1]))
         frames = x.unfold(1, self.win_length, self.hop_length)[:, :n_frames]
         if frames.numel():
-            mag = torch.fft.rfft(frames * self.window.to(x.dtype), n=self.n_fft).abs().transpose(1, 2)
+            mag = magnitude(torch.fft.rfft(frames * self.window.to(x.dtype), n=self.n_fft)).transpose(1, 2)
         else:
             mag = x.new_zeros(x.shape[0], self.n_fft // 2 + 1, n_frames)
         out_lengths = self.output_lengths(lengths)

@@ -34,7 +34,7 @@ from mmtorch.audio.voice.descriptors import (
     spectral_rolloff,
 )
 from mmtorch.audio.voice.formants import FormantTrack, formants_burg
-from mmtorch.audio.voice.framing import gather_windows, row_blocks, safe_log
+from mmtorch.audio.voice.framing import gather_windows, magnitude, row_blocks, safe_log
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc
 from mmtorch.audio.voice.perturbation import jitter_local_windows, shimmer_local_windows
 from mmtorch.audio.voice.pitch import PitchTrack, hop_grid, pitch_ac, pitch_frames, praat_frame_grid
@@ -386,7 +386,9 @@ class VoiceFeatures(Stage):
         window = stage.window.to(x.dtype)
         bins = stage.n_fft // 2 + 1
         spectra = row_blocks(
-            lambda block: torch.fft.rfft(block * window, n=stage.n_fft).abs(), frames.reshape(-1, win), bins
+            lambda block: magnitude(torch.fft.rfft(block * window, n=stage.n_fft)),
+            frames.reshape(-1, win),
+            bins,
         )
         mag = spectra.view(*frames.shape[:2], bins).transpose(1, 2)
         egemaps = stage.descriptors(mag)

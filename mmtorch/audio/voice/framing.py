@@ -164,6 +164,12 @@ def row_blocks(fn: Callable[[Tensor], Tensor], x: Tensor, width: int) -> Tensor:
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
+def magnitude(spectrum: Tensor) -> Tensor:
+    """``|X|`` of a complex spectrum as ``sqrt(re^2 + im^2)``: within an ulp of ``abs`` (``hypot``, which
+    guards against overflow no spectrum of audio reaches) and twice as fast; gradient 0 at 0, as ``abs``."""
+    return safe_sqrt(torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag))
+
+
 def safe_sqrt(x: Tensor) -> Tensor:
     """``sqrt(x)`` for ``x > 0``, else 0, with finite gradients everywhere (0 where ``x <= 0``)."""
     positive = x > 0
