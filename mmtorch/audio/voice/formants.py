@@ -246,6 +246,7 @@ def formants_at(
     window_length: float,
     safety_margin: float,
     n_formants: int,
+    first_sample: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Burg formants of a pre-emphasized signal at the given frame times.
 
@@ -259,6 +260,10 @@ def formants_at(
         window_length: half the Gaussian window's duration, seconds (Praat's "window length").
         safety_margin: Hz kept clear of 0 and Nyquist.
         n_formants: how many formants to report.
+        first_sample: ``(B,)`` time of each item's first sample on the clock of ``times`` (default ``0.5 /
+            rate``). Each frame starts at Praat's ``Sampled_xToLowIndex`` of its time, computed from these
+            as Praat computes it: frame times often fall exactly on a sample, where re-basing the times
+            first would move some frames by one sample.
 
     Returns:
         frequency, bandwidth and present, each ``(B, N, n_formants)``.
@@ -269,7 +274,7 @@ def formants_at(
     if nsamp_window < n_poles + 1:
         raise ValueError("Formants: window too short for the number of poles")
     batch, n_frames = times.shape
-    x1 = 0.5 * dx
+    x1 = torch.full_like(times[:, :1], 0.5 * dx) if first_sample is None else first_sample[:, None]
     left = torch.floor((times - x1) / dx + 1.0).to(torch.int64) - 1  # Sampled_xToLowIndex, 0-based
     start = left + 1 - half
     frames = gather_windows(y, lengths, start, 2 * half)
@@ -370,16 +375,14 @@ def formants_burg(
         counts = torch.full_like(lengths, times.shape[1])
         n_max = times.shape[1]
         grid = times.to(torch.float64)
-    # Praat's resampled sound has its first sample at 0.5 * (duration - (n - 1) / rate); express the frame
-    # times relative to a first sample at 0.5 / rate, the convention of formants_at.
+    # Praat's resampled sound has its first sample at 0.5 * (duration - (n - 1) / rate).
     duration = lengths.to(torch.float64) / sample_rate
     if rate != sample_rate:
         x1 = 0.5 * (duration - (new_lengths.to(torch.float64) - 1) / rate)
     else:
         x1 = torch.full_like(duration, 0.5 / rate)
-    local = grid - (x1 - 0.5 / rate)[:, None]
     freq, bandwidth, present = formants_at(
-        y, new_lengths, rate, local, n_poles, window_length, safety_margin, n_formants
+        y, new_lengths, rate, grid, n_poles, window_length, safety_margin, n_formants, first_sample=x1
     )
     valid = lengths_to_mask(counts, n_max)[..., None]
     return FormantTrack(

@@ -104,3 +104,20 @@ def test_stage_rows_padding_and_silence() -> None:
         n = int(frames[b])
         torch.testing.assert_close(y[b, :, :n], alone[0], rtol=1e-7, atol=1e-6)
         assert (y[b, :, n:] == 0).all()
+
+
+def test_every_frame_matches_praat() -> None:
+    """Praat's formant frames are 68.75 samples apart at 11 kHz, so every fourth frame time falls exactly on
+    a sample and its window starts where Praat's floor of ``(t - x1) / dx + 1`` says, to the last bit. This
+    item (4.19 s) had three such frames one sample off, and one of them lost a broad 214 Hz formant."""
+    x = synthetic_speech(4.189375, 16000, 8).double().numpy()
+    formant = parselmouth.Sound(x, 16000).to_formant_burg(None, 5, 5500, 0.025, 50)
+    track = formants_burg(torch.from_numpy(x)[None], None, 16000)
+    assert int(track.lengths[0]) == formant.nx
+    for k in range(3):
+        ref = np.array([formant.get_value_at_time(k + 1, t) for t in formant.xs()])
+        ref_bw = np.array([formant.get_bandwidth_at_time(k + 1, t) for t in formant.xs()])
+        present = track.present[0, :, k].numpy()
+        assert np.array_equal(present, ~np.isnan(ref))
+        np.testing.assert_allclose(track.frequency[0, :, k].numpy()[present], ref[present], rtol=1e-7)
+        np.testing.assert_allclose(track.bandwidth[0, :, k].numpy()[present], ref_bw[present], rtol=1e-7)
