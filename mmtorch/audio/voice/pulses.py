@@ -59,22 +59,9 @@ def sampled_value_at(
     Returns:
         ``(Q,)``, NaN where undefined.
     """
-    n = counts[rows]
-    index = (t - first_time[rows]) / step  # 0-based real frame index
-    left = torch.floor(index)
-    phase = index - left
-    left = left.to(torch.int64)
-    near_is_left = phase < 0.5
-    near = torch.where(near_is_left, left, left + 1)
-    far = torch.where(near_is_left, left + 1, left)
-    phase = torch.where(near_is_left, phase, 1.0 - phase)
-    last = max(values.shape[1] - 1, 0)
-    near_value = values[rows, near.clamp(0, last)]
-    far_value = values[rows, far.clamp(0, last)]
-    near_ok = (near >= 0) & (near < n) & defined[rows, near.clamp(0, last)]
-    far_ok = (far >= 0) & (far < n) & defined[rows, far.clamp(0, last)]
-    value = torch.where(far_ok, near_value + phase * (far_value - near_value), near_value)
-    return torch.where(near_ok, value, math.nan)
+    frames = values.shape[1]
+    table = _value_table(values, defined, counts)
+    return _lookup(table, rows * (frames + 2) + 1, frames, first_time[rows], step, t)
 
 
 def pitch_at(track: PitchTrack, rows: Tensor, t: Tensor) -> Tensor:
@@ -85,15 +72,23 @@ def pitch_at(track: PitchTrack, rows: Tensor, t: Tensor) -> Tensor:
     )
 
 
-def _f0_at(table: Tensor, base: Tensor, frames: int, first_time: Tensor, step: float, t: Tensor) -> Tensor:
-    """:func:`pitch_at` as two lookups per query: ``table[base + i]`` is frame ``i`` (``-1..frames``) of the
-    query's item, NaN where undefined and at the added frames ``-1`` and ``frames``; ``first_time`` is the
-    time of the item's frame 0."""
-    index = (t - first_time) / step
+def _value_table(values: Tensor, defined: Tensor, counts: Tensor) -> Tensor:
+    """The frames' values end to end, NaN where undefined or past an item's frames and in one added frame
+    at each end of every item: frame ``i`` (``-1..N``) of item ``b`` is at ``b * (N + 2) + 1 + i``."""
+    defined = defined & lengths_to_mask(counts, values.shape[1])
+    table = torch.where(defined, values, math.nan)
+    return torch.nn.functional.pad(table, (1, 1), value=math.nan).reshape(-1)
+
+
+def _lookup(table: Tensor, base: Tensor, frames: int, first_time: Tensor, step: float, t: Tensor) -> Tensor:
+    """:func:`sampled_value_at` as two lookups per query in a :func:`_value_table` (the query's frame ``i``
+    at ``table[base + i]``; ``first_time`` is the time of its frame 0). The glottal-pulse walk builds the
+    table once and looks up F0 at every step."""
+    index = (t - first_time) / step + 1.0  # Praat's Sampled_xToIndex, 1-based: the phase rounds as Praat's
     left = torch.floor(index)
     phase = index - left
     near_is_left = phase < 0.5
-    left = left.to(torch.int64)
+    left = left.to(torch.int64) - 1
     right = left + 1
     near = table[base + torch.where(near_is_left, left, right).clamp_(-1, frames)]
     far = table[base + torch.where(near_is_left, right, left).clamp_(-1, frames)]
@@ -289,18 +284,14 @@ def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchT
         torch.tensor([[0.5], [0.5], [0.0], [0.0]], dtype=x.dtype, device=x.device),
     )
     frames = track.f0.shape[1]
-    defined = track.voiced & lengths_to_mask(track.lengths, frames)
-    # F0 per frame, NaN where undefined and in one added frame at each end, so that Sampled_getValueAtX is
-    # two lookups: frame i of walk w's item is f0_flat[frame_base[w] + i].
-    f0_flat = torch.nn.functional.pad(
-        torch.where(defined, track.f0.to(x.dtype), math.nan), (1, 1), value=math.nan
-    ).reshape(-1)
+    # F0 at a walk's time is two lookups: frame i of walk w's item is f0_flat[frame_base[w] + i].
+    f0_flat = _value_table(track.f0.to(x.dtype), track.voiced, track.lengths)
     frame_base = b * (frames + 2) + 1
     t0 = track.times[b, 0].to(x.dtype)
     state = torch.stack(
         (
             t,
-            _f0_at(f0_flat, frame_base, frames, t0, track.time_step, t),
+            _lookup(f0_flat, frame_base, frames, t0, track.time_step, t),
             torch.where(left, -1.0, 1.0).to(x.dtype),
             torch.where(left, -1.25, 0.8).to(x.dtype),  # search range, in periods from the current pulse
             torch.where(left, -0.8, 1.25).to(x.dtype),
@@ -344,7 +335,7 @@ def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchT
         found_t.append(t_new)
         found_f0.append(f0)
         found_added.append(add)
-        f0_new = _f0_at(f0_flat, f0_base, frames, t0, track.time_step, t_new)
+        f0_new = _lookup(f0_flat, f0_base, frames, t0, track.time_step, t_new)
         state = torch.cat((t_new[:, None], f0_new[:, None], state[:, 2:]), dim=1)
         keep = ~beyond & ~torch.isnan(f0_new)
         state, index = state[keep], index[keep]

@@ -13,7 +13,6 @@ from helpers import SPEECH_FILES, load_speech, pad_batch
 from parselmouth.praat import call
 
 from mmtorch.audio.voice import glottal_pulses, jitter_local, pitch_ac, pitch_at, shimmer_local
-from mmtorch.audio.voice.pulses import _f0_at
 from mmtorch.demo import synthetic_speech
 
 SPEECH = load_speech(torch.float64)
@@ -124,23 +123,43 @@ def test_batch_of_items_is_item_by_item() -> None:
         torch.testing.assert_close(shimmer_db.value[b], sd.value[0])
 
 
-def test_walk_pitch_lookup_is_pitch_at() -> None:
-    # The walk reads F0 from a flat table; it must be Praat's Sampled_getValueAtX everywhere, including
-    # times far outside the track and next to unvoiced frames.
+def _praat_value_at(values: list[float], first: float, step: float, x: float) -> float:
+    """Praat's ``Sampled_getValueAtX`` (linear), transcribed line by line for one query inside the sound
+    (1-based frames; ``nan`` marks an undefined frame and the result "undefined")."""
+    nx = len(values)
+    index_real = (x - first) / step + 1.0
+    left = math.floor(index_real)
+    phase = index_real - left
+    if phase < 0.5:
+        near, far = left, left + 1
+    else:
+        far, near = left, left + 1
+        phase = 1.0 - phase
+    if near < 1 or near > nx or math.isnan(values[near - 1]):
+        return math.nan
+    if far < 1 or far > nx or math.isnan(values[far - 1]):
+        return values[near - 1]
+    return values[near - 1] + phase * (values[far - 1] - values[near - 1])
+
+
+def test_pitch_at_is_praats_sampled_value_at_x() -> None:
+    # The pulse walk reads F0 with the same table lookups; every branch of Praat's function is hit:
+    # outside the frames, next to unvoiced frames, half-way between frames, both neighbours voiced.
     items = [SPEECH[0][:30000], torch.from_numpy(synthetic_voice(0.01, 0.05)[0]), SPEECH[1][:9000]]
     x, lengths = pad_batch(items)
     track = pitch_ac(x, lengths, 16000)
-    frames = track.f0.shape[1]
-    defined = track.voiced & (torch.arange(frames) < track.lengths[:, None])
-    table = torch.nn.functional.pad(torch.where(defined, track.f0, math.nan), (1, 1), value=math.nan)
     g = torch.Generator().manual_seed(0)
-    rows = torch.randint(0, 3, (20000,), generator=g)
-    t = torch.rand(20000, generator=g, dtype=torch.float64) * 2.4 - 0.2
-    t[:200] = track.times[rows[:200], 0] + track.time_step * (torch.arange(200) % 5 - 2.5)  # half-way points
-    ours = _f0_at(
-        table.reshape(-1), rows * (frames + 2) + 1, frames, track.times[rows, 0], track.time_step, t
-    )
-    expected = pitch_at(track, rows, t)
+    rows = torch.randint(0, 3, (3000,), generator=g)
+    duration = lengths[rows].to(torch.float64) / 16000
+    t = torch.rand(3000, generator=g, dtype=torch.float64) * duration
+    t[:200] = track.times[rows[:200], 0] + track.time_step * (torch.arange(200) % 9 - 2.5)  # half-way
+    ours = pitch_at(track, rows, t)
+    expected = []
+    for b, time in zip(rows.tolist(), t.tolist(), strict=True):
+        n = int(track.lengths[b])
+        values = [f if f > 0 else math.nan for f in track.f0[b, :n].tolist()]
+        expected.append(_praat_value_at(values, float(track.times[b, 0]), track.time_step, time))
+    expected = torch.tensor(expected, dtype=torch.float64)
     assert torch.isnan(expected).any() and (~torch.isnan(expected)).any()
     torch.testing.assert_close(ours, expected, rtol=0, atol=0, equal_nan=True)
 
