@@ -290,6 +290,45 @@ def test_nested_chain_derives_seeds_per_stage() -> None:
     )
 
 
+# torchaudio's resampler (in SpeedPerturb) builds its kernel on the default device and copies it to the
+# input's: fine between real devices, impossible out of ``meta``.
+_BUILDS_ON_THE_DEFAULT_DEVICE = {"augment_speed"}
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.name not in _BUILDS_ON_THE_DEFAULT_DEVICE], ids=lambda c: c.name
+)
+def test_nothing_is_made_on_the_default_device(case: Case) -> None:
+    """What a stage makes while it runs follows the input's device, never the default device.
+
+    With ``meta`` as the default device a tensor made without ``device=`` is a meta tensor, and combining it
+    with the CPU input fails. On a machine without a GPU this stands in for a CUDA batch under the default
+    CPU device, where such a tensor is a device mismatch or a silent round trip through the host."""
+    stage = case.make()
+    x, lengths = _batch(case)
+    seeds = _seeds(stage, x)
+    expected, expected_lengths = stage(x, lengths, **seeds)
+    with torch.device("meta"):
+        y, out_lengths = stage(x, lengths, **seeds)
+    assert y.device == x.device and out_lengths.device == x.device
+    assert torch.equal(out_lengths, expected_lengths)
+    torch.testing.assert_close(y, expected, rtol=0.0, atol=0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CUDA == CPU not checked here")
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if not c.name.startswith("augment_")], ids=lambda c: c.name
+)  # (the augmentations have their own CUDA test, with seeds and generators, in tests/audio/test_augment.py)
+def test_cuda_matches_cpu(case: Case) -> None:
+    stage = case.make()
+    x, lengths = _batch(case, torch.float64)
+    y, out_lengths = stage(x, lengths)
+    y_cuda, out_cuda = stage.cuda()(x.cuda(), lengths.cuda())
+    assert y_cuda.device.type == "cuda" and out_cuda.device.type == "cuda"
+    assert torch.equal(out_cuda.cpu(), out_lengths)
+    torch.testing.assert_close(y_cuda.cpu(), y, rtol=1e-7, atol=1e-7)
+
+
 def test_case_registry_covers_every_stage() -> None:
     import mmtorch.audio as audio
 

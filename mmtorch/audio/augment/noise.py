@@ -44,10 +44,10 @@ def white_noise(seeds: Tensor, n: int, *, stream: int = _WHITE, dtype: torch.dty
 def _pink_filter(taps: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     # Frequency sampling of |H(f)| = f^(-1/2) (flat below the first bin), made linear-phase and
     # windowed; unit energy, so unit-variance white noise in gives unit-variance pink noise out.
-    freqs = torch.fft.rfftfreq(taps, dtype=torch.float64)
+    freqs = torch.fft.rfftfreq(taps, dtype=torch.float64, device="cpu")
     response = freqs.clamp(min=float(freqs[1])).rsqrt()
     h = torch.fft.fftshift(torch.fft.irfft(response.to(torch.complex128), n=taps))
-    h = h * torch.hann_window(taps, periodic=False, dtype=torch.float64)
+    h = h * torch.hann_window(taps, periodic=False, dtype=torch.float64, device="cpu")
     return (h / h.norm()).to(device=device, dtype=dtype)
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
 from mmtorch.audio.voice.descriptors import sma3
-from mmtorch.audio.voice.features import VoiceAnalysis, VoiceFeatures
+from mmtorch.audio.voice.features import VOICE_FEATURES, VoiceAnalysis, VoiceFeatures
 from mmtorch.audio.voice.framing import gather_row_windows
 from mmtorch.audio.voice.functionals import _compact, functionals, segment_statistics
 from mmtorch.masks import full_lengths, lengths_to_mask
@@ -201,10 +201,10 @@ def egemaps(
     Returns:
         float64 ``(B, 88)``; an item without voiced frames gets 0 for every voiced-only value.
     """
-    voice = VoiceFeatures(sample_rate) if voice is None else voice
-    if voice.feature_names != VoiceFeatures(sample_rate).feature_names:
+    if voice is not None and voice.feature_names != list(VOICE_FEATURES):
         raise ValueError("egemaps needs a VoiceFeatures computing every feature")
     x, given = prepare_waveform(x, lengths, "egemaps")
+    voice = VoiceFeatures(sample_rate).to(x.device) if voice is None else voice
     lengths = full_lengths(x) if given is None else given
     x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
     with validation(False):

@@ -50,7 +50,7 @@ _BLOCK_ELEMENTS = 1 << 18
 
 def _nodes() -> Tensor:
     """Chebyshev points of the first kind on ``u`` in ``(-1, 1)``, float64."""
-    j = torch.arange(DEGREE + 1, dtype=torch.float64)
+    j = torch.arange(DEGREE + 1, dtype=torch.float64, device="cpu")
     return -torch.cos((2.0 * j + 1.0) * math.pi / (2.0 * (DEGREE + 1)))
 
 
@@ -76,7 +76,7 @@ def kernel_weights(phi: Tensor, eff: int) -> Tensor:
     if eff == 2:
         # Praat's cubic through y[b - 1], y[b], y[b + 1], y[b + 2]: weights = the formula on unit vectors.
         columns = []
-        for unit in torch.eye(4, dtype=torch.float64):
+        for unit in torch.eye(4, dtype=torch.float64, device=phi.device):
             left, here, right, far = (unit[i] for i in range(4))
             fir = 1.0 - phi
             dyl = 0.5 * (right - left)
@@ -87,7 +87,7 @@ def kernel_weights(phi: Tensor, eff: int) -> Tensor:
                 - phi * fir * (0.5 * (dyr - dyl) + (phi - 0.5) * (dyl + dyr - 2.0 * (right - here)))
             )
         return torch.cat(columns, dim=1)
-    k = torch.arange(1 - eff, eff + 1, dtype=torch.float64)
+    k = torch.arange(1 - eff, eff + 1, dtype=torch.float64, device=phi.device)
     d = phi - k
     width = torch.where(k <= 0, phi + eff, eff + 1.0 - phi)
     a = math.pi * d
@@ -117,7 +117,7 @@ def _bracket_map(eff_right: int, depth: int, device: torch.device) -> tuple[Tens
     # The left interval's taps start at lag m - eff_left, the right one's at m + 1 - eff_right.
     first = min(-eff_left, 1 - eff_right)
     last = max(eff_left - 1, eff_right)
-    out = torch.zeros(last - first + 1, 2 * (DEGREE + 1), dtype=torch.float64)
+    out = torch.zeros(last - first + 1, 2 * (DEGREE + 1), dtype=torch.float64, device="cpu")
     out[-eff_left - first : -eff_left - first + 2 * eff_left, : DEGREE + 1] = _coefficient_map(eff_left)
     out[1 - eff_right - first : 1 - eff_right - first + 2 * eff_right, DEGREE + 1 :] = _coefficient_map(
         eff_right
@@ -296,10 +296,10 @@ def _bound_tables(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """The Chebyshev basis on a grid of 17 points of ``[-1, 1]`` ``(DEGREE + 1, 17)``, ``T_m`` at Brent's
     first abscissa (``m - 1 + 2 golden``: ``u = 4 golden - 1`` on the left interval), and the bounds
     ``max |T_m''| = m^2 (m^2 - 1) / 3`` on ``[-1, 1]``."""
-    grid = _chebyshev_basis(torch.linspace(-1.0, 1.0, 17, dtype=torch.float64)).T
+    grid = _chebyshev_basis(torch.linspace(-1.0, 1.0, 17, dtype=torch.float64, device="cpu")).T
     golden = 1.0 - (math.sqrt(5.0) - 1.0) / 2.0
-    first = _chebyshev_basis(torch.tensor(2.0 * (2.0 * golden) - 1.0, dtype=torch.float64))
-    m = torch.arange(DEGREE + 1, dtype=torch.float64)
+    first = _chebyshev_basis(torch.tensor(2.0 * (2.0 * golden) - 1.0, dtype=torch.float64, device="cpu"))
+    m = torch.arange(DEGREE + 1, dtype=torch.float64, device="cpu")
     return grid.to(device), first.to(device), (m.square() * (m.square() - 1.0) / 3.0).to(device)
 
 

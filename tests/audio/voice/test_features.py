@@ -240,3 +240,59 @@ def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strat
     assert torch.equal(out[False][0], out[True][0]) and torch.equal(out[False][1], out[True][1])
     for key, value in out[False][2].items():
         assert torch.equal(value, out[True][2][key]), key
+
+
+def _voice_calls(batch) -> dict:
+    from mmtorch.audio.voice import egemaps, voice_report
+
+    x, lengths, _ = batch
+    grids = {
+        "praat_grid": VoiceFeatures(16000),
+        "hop_grid": VoiceFeatures(16000, hop_length=160),
+        "batch_strategy": VoiceFeatures(16000, strategy="batch"),
+    }
+    return {
+        **{name: (lambda m=m: m(x, lengths)) for name, m in grids.items()},
+        "voice_report": lambda: voice_report(x, lengths, 16000),
+        "egemaps": lambda: egemaps(x, lengths, 16000, voice=grids["praat_grid"]),
+    }
+
+
+def _same(got, expected, tol: float = 0.0) -> None:
+    if isinstance(expected, dict):
+        assert got.keys() == expected.keys()
+        got, expected = list(got.values()), list(expected.values())
+    elif isinstance(expected, torch.Tensor):
+        got, expected = [got], [expected]
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g.to(e.device), e, rtol=tol, atol=tol)
+
+
+def test_voice_analyses_make_nothing_on_the_default_device(batch) -> None:
+    """On real speech (pitch, the pulse walk, HNR's refinement and the formants all run): what the analyses
+    make follows the input's device. ``meta`` as the default device stands in for a CUDA batch under the
+    default CPU device (tests/test_stage_contract.py)."""
+    for call_ in _voice_calls(batch).values():
+        expected = call_()
+        with torch.device("meta"):
+            got = call_()
+        _same(got, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CUDA == CPU not checked here")
+def test_voice_analyses_on_cuda_match_cpu(batch) -> None:
+    from mmtorch.audio.voice import egemaps, voice_report
+
+    x, lengths, _ = batch
+    xc, lc = x.cuda(), lengths.cuda()
+    for name, call_ in _voice_calls(batch).items():
+        expected = call_()
+        if name == "voice_report":
+            got = voice_report(xc, lc, 16000)
+        elif name == "egemaps":
+            got = egemaps(xc, lc, 16000)  # its own VoiceFeatures, on the input's device
+        else:
+            module = {"praat_grid": {}, "hop_grid": {"hop_length": 160}, "batch_strategy": {}}[name]
+            got = VoiceFeatures(16000, **module).cuda()(xc, lc)
+        assert all(t.device.type == "cuda" for t in (got.values() if isinstance(got, dict) else got))
+        _same(got, expected, tol=1e-6)
