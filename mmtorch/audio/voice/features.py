@@ -15,6 +15,7 @@ frame lacks is 0 Hz with 0 bandwidth. ``voiced`` is the mask to use for voiced-o
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -112,6 +113,36 @@ def _concurrently(enabled: bool, fn: Callable[..., _R], *args: Any) -> Iterator[
         yield pool.submit(run).result
 
 
+class _Shared:
+    """Tasks that both threads take, in order, until none is left: the caller starts on them at once, the
+    second thread when its own work (pitch and the pulse walk) is done, so neither core idles at the end.
+    Each task runs with input checks off (the batch was checked once)."""
+
+    def __init__(self, tasks: Sequence[Callable[[], Any]]) -> None:
+        self._queue = iter(list(enumerate(tasks)))
+        self._lock = threading.Lock()
+        self.results: list[Any] = [None] * len(tasks)
+
+    def run(self) -> None:
+        while True:
+            with self._lock:
+                item = next(self._queue, None)
+            if item is None:
+                return
+            with validation(False):
+                self.results[item[0]] = item[1]()
+
+    def after(self, fn: Callable[..., _R]) -> Callable[..., _R]:
+        """``fn``, then a share of the tasks."""
+
+        def both(*args: Any) -> _R:
+            value = fn(*args)
+            self.run()
+            return value
+
+        return both
+
+
 def length_groups(lengths: Tensor, size: int) -> list[tuple[Tensor, int]]:
     """Item indices sorted by length (longest first) in groups of ``size``, each with its longest length."""
     order = torch.argsort(lengths.cpu(), descending=True, stable=True)
@@ -153,6 +184,17 @@ class _FrameRows(NamedTuple):
     rows: dict[str, Tensor]
     harmonicity: HarmonicityTrack | None
     formants: FormantTrack | None
+
+    @staticmethod
+    def combine(parts: list[_FrameRows]) -> _FrameRows:
+        """The rows and tracks of several analyses of the same items."""
+        harmonicity = [p.harmonicity for p in parts if p.harmonicity is not None]
+        formants = [p.formants for p in parts if p.formants is not None]
+        return _FrameRows(
+            {name: row for p in parts for name, row in p.rows.items()},
+            harmonicity[0] if harmonicity else None,
+            formants[0] if formants else None,
+        )
 
 
 class VoiceAnalysis(NamedTuple):
@@ -289,17 +331,24 @@ class VoiceFeatures(Stage):
         groups = self._groups(x, lengths)
         n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
         # Pitch and then the pulse walk (which needs the whole pitch track) run beside the HNR, formant
-        # and spectral analyses, which need only the frame times.
-        with _concurrently(_use_second_thread(x64), self._pitch_and_pulses, x64, lengths, groups, n) as first:
-            if groups is None:
-                frame = self._frame_rows(x64, lengths)
-            else:
-                with validation(False):
-                    parts = [
-                        (rows, self._frame_rows(x64[rows, :size], lengths[rows])) for rows, size in groups
-                    ]
-                frame = merge_parts(parts, x.shape[0], n)
+        # and spectral analyses, which need only the frame times; these are tasks per group of items that
+        # the second thread joins in when the walk is done.
+        parts = [(rows, x64[rows, :size], lengths[rows]) for rows, size in groups] if groups else []
+        parts = parts or [(None, x64, lengths)]
+        tasks = self._frame_tasks([(xg, lg) for _, xg, lg in parts])
+        shared = _Shared([task for _, task in tasks])
+        work = shared.after(self._pitch_and_pulses)
+        with _concurrently(_use_second_thread(x64), work, x64, lengths, groups, n) as first:
+            shared.run()
             pitch, pulses, perturbation = first()
+        done: list[list[_FrameRows]] = [[] for _ in parts]
+        for (g, _), result in zip(tasks, shared.results, strict=True):
+            done[g].append(result)
+        frames = [_FrameRows.combine(results) for results in done]
+        if groups is None:
+            frame = frames[0]
+        else:
+            frame = merge_parts([(p[0], f) for p, f in zip(parts, frames, strict=True)], x.shape[0], n)
         rows = {
             "F0_Hz": pitch.f0,
             "voiced": pitch.voiced.to(torch.float64),
@@ -341,25 +390,43 @@ class VoiceFeatures(Stage):
             pitch = merge_parts(parts, x64.shape[0], n)
         return pitch, *self._perturbation_rows(x64, lengths, pitch)
 
-    def _frame_rows(self, x64: Tensor, lengths: Tensor) -> _FrameRows:
-        """The spectral, HNR and formant rows (float64 ``(B, N)`` each) at the pitch frames' times."""
-        sr = self.sample_rate
-        grid = self._grid(lengths, x64.shape[1])
-        _, times = pitch_frames(lengths, x64.shape[1], sr, self.time_step, self.floor, frames=grid)
-        rows: dict[str, Tensor] = {}
-        harmonicity = formants = None
+    def _frame_tasks(self, groups: list[tuple[Tensor, Tensor]]) -> list[tuple[int, Callable[[], _FrameRows]]]:
+        """The spectral, HNR and formant analyses of each group ``(x64, lengths)`` at the pitch frames'
+        times, as tasks ``(group, task)``: the formants and HNR of every group first (longest groups first),
+        then the cheaper spectral rows, so the last tasks to run are short."""
         wanted = set(self.features)
-        if wanted & set(_SPECTRAL_NAMES):
-            rows.update(self._spectral(x64, lengths, times))
-        if wanted & _PERIODICITY:
-            harmonicity = harmonicity_cc(x64, lengths, sr, times=times)
-            rows["HNR_dB"] = torch.where(harmonicity.voiced, harmonicity.hnr, 0.0)
-        if wanted & _FORMANTS:
-            formants = formants_burg(x64, lengths, sr, max_frequency=self.max_formant, times=times)
-            for k in range(3):
-                rows[f"F{k + 1}_Hz"] = formants.frequency[..., k]
-                rows[f"F{k + 1}_bandwidth_Hz"] = formants.bandwidth[..., k]
-        return _FrameRows(rows, harmonicity, formants)
+        heavy: list[tuple[int, Callable[[], _FrameRows]]] = []
+        light: list[tuple[int, Callable[[], _FrameRows]]] = []
+        for g, (x64, lengths) in enumerate(groups):
+            grid = self._grid(lengths, x64.shape[1])
+            _, times = pitch_frames(lengths, x64.shape[1], self.sample_rate, self.time_step, self.floor, grid)
+            if wanted & _FORMANTS:
+                heavy.append(
+                    (g, lambda x64=x64, lengths=lengths, times=times: self._formants(x64, lengths, times))
+                )
+            if wanted & _PERIODICITY:
+                heavy.append(
+                    (g, lambda x64=x64, lengths=lengths, times=times: self._hnr(x64, lengths, times))
+                )
+            if wanted & set(_SPECTRAL_NAMES):
+                light.append(
+                    (g, lambda x64=x64, lengths=lengths, times=times: self._spectral(x64, lengths, times))
+                )
+        return heavy + light
+
+    def _hnr(self, x64: Tensor, lengths: Tensor, times: Tensor) -> _FrameRows:
+        harmonicity = harmonicity_cc(x64, lengths, self.sample_rate, times=times)
+        return _FrameRows(
+            {"HNR_dB": torch.where(harmonicity.voiced, harmonicity.hnr, 0.0)}, harmonicity, None
+        )
+
+    def _formants(self, x64: Tensor, lengths: Tensor, times: Tensor) -> _FrameRows:
+        formants = formants_burg(x64, lengths, self.sample_rate, max_frequency=self.max_formant, times=times)
+        rows = {}
+        for k in range(3):
+            rows[f"F{k + 1}_Hz"] = formants.frequency[..., k]
+            rows[f"F{k + 1}_bandwidth_Hz"] = formants.bandwidth[..., k]
+        return _FrameRows(rows, None, formants)
 
     def _perturbation_rows(
         self, x64: Tensor, lengths: Tensor, pitch: PitchTrack
@@ -377,7 +444,7 @@ class VoiceFeatures(Stage):
             "shimmer_local_dB": local_db.value,
         }
 
-    def _spectral(self, x: Tensor, lengths: Tensor, times: Tensor) -> dict[str, Tensor]:
+    def _spectral(self, x: Tensor, lengths: Tensor, times: Tensor) -> _FrameRows:
         """Descriptors of a 20 ms Hamming frame centred on each frame time."""
         stage = self.spectral
         win = stage.win_length
@@ -413,7 +480,7 @@ class VoiceFeatures(Stage):
         rows["intensity_dB"] = (10.0 / math.log(10.0)) * safe_log(frames.square().mean(dim=-1), 1e-10)
         negative = (frames < 0) & (frames.abs() > 1e-10)
         rows["zcr"] = (negative[..., 1:] != negative[..., :-1]).sum(dim=-1).to(x.dtype) / win
-        return rows
+        return _FrameRows(rows, None, None)
 
     def extra_repr(self) -> str:
         shown = "all" if self.features == list(VOICE_FEATURES) else self.features

@@ -6,7 +6,14 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
-from mmtorch.audio.voice.features import _GROUP, _concurrently, _use_second_thread, length_groups, merge_parts
+from mmtorch.audio.voice.features import (
+    _GROUP,
+    _concurrently,
+    _Shared,
+    _use_second_thread,
+    length_groups,
+    merge_parts,
+)
 from mmtorch.audio.voice.formants import FormantTrack, formants_burg
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc, harmonicity_mean
 from mmtorch.audio.voice.perturbation import Perturbation, jitter_local, shimmer_local
@@ -76,24 +83,24 @@ def voice_report(
     groups = length_groups(lengths, _GROUP) if x.device.type == "cpu" and x.shape[0] > _GROUP else None
     n = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0])
     settings = (sample_rate, floor, ceiling, empty_value)
-    with _concurrently(
-        _use_second_thread(x), _pitch_and_perturbation, x, lengths, groups, n, settings
-    ) as first:
-        if groups is None:
-            tracks = _hnr_and_formants(x, lengths, sample_rate, floor, max_formant)
-        else:
-            with validation(False):
-                track_parts = [
-                    _hnr_and_formants(x[rows, :size], lengths[rows], sample_rate, floor, max_formant)
-                    for rows, size in groups
-                ]
+    # HNR and formants per group are tasks that the second thread joins in when the walk is done.
+    pieces = [(x[rows, :size], lengths[rows]) for rows, size in groups] if groups else [(x, lengths)]
+    tasks = [lambda p=p: harmonicity_cc(*p, sample_rate, 0.01, floor, 0.1, 1.0) for p in pieces]
+    tasks += [lambda p=p: formants_burg(*p, sample_rate, max_frequency=max_formant) for p in pieces]
+    shared = _Shared(tasks)
+    work = shared.after(_pitch_and_perturbation)
+    with _concurrently(_use_second_thread(x), work, x, lengths, groups, n, settings) as first:
+        shared.run()
         pitch, pitch_parts, (jitter, local, local_db) = first()
+    hnr_tracks, formant_tracks = shared.results[: len(pieces)], shared.results[len(pieces) :]
     if groups is None:
-        hnr, f_means = _means(*tracks, pitch)
+        hnr, f_means = _means(hnr_tracks[0], formant_tracks[0], pitch)
     else:
         parts = [
-            (rows, _means(*part, pitch_part))
-            for part, (rows, pitch_part) in zip(track_parts, pitch_parts, strict=True)
+            (rows, _means(hnr_track, formant_track, pitch_part))
+            for hnr_track, formant_track, (rows, pitch_part) in zip(
+                hnr_tracks, formant_tracks, pitch_parts, strict=True
+            )
         ]
         hnr, f_means = merge_parts(parts, x.shape[0], n)
     n_voiced = pitch.voiced.sum(dim=1)
@@ -131,15 +138,6 @@ def _pitch_and_perturbation(
     pulses = glottal_pulses(x, lengths, sample_rate, pitch)
     local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
     return pitch, parts, (jitter_local(pulses, empty_value=empty_value), local, local_db)
-
-
-def _hnr_and_formants(
-    x: Tensor, lengths: Tensor, sample_rate: float, floor: float, max_formant: float
-) -> tuple[HarmonicityTrack, FormantTrack]:
-    return (
-        harmonicity_cc(x, lengths, sample_rate, 0.01, floor, 0.1, 1.0),
-        formants_burg(x, lengths, sample_rate, max_frequency=max_formant),
-    )
 
 
 def _means(

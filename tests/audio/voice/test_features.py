@@ -296,3 +296,40 @@ def test_voice_analyses_on_cuda_match_cpu(batch) -> None:
             got = VoiceFeatures(16000, **module).cuda()(xc, lc)
         assert all(t.device.type == "cuda" for t in (got.values() if isinstance(got, dict) else got))
         _same(got, expected, tol=1e-6)
+
+
+def test_shared_tasks_run_once_each_in_order_of_results_with_checks_off() -> None:
+    """The frame analyses are tasks that the caller and the second thread both take until none is left:
+    each runs once, its result lands in its own slot, and input checks are off inside (the batch was
+    checked once), in whichever thread runs it."""
+    import threading
+
+    from mmtorch.audio.stage import validating
+    from mmtorch.audio.voice.features import _concurrently, _Shared
+
+    ran = []
+    first_started, other_took_one = threading.Event(), threading.Event()
+
+    def task(i: int) -> int:
+        main = threading.current_thread() is threading.main_thread()
+        if i == 0:  # only the caller can take it (the other thread is still on its own work)
+            first_started.set()
+            other_took_one.wait(5.0)
+        elif not main:
+            other_took_one.set()
+        ran.append((i, main, validating()))
+        return i * i
+
+    shared = _Shared([lambda i=i: task(i) for i in range(12)])
+
+    def other() -> str:  # its own work lasts until the caller is busy with a task
+        first_started.wait(5.0)
+        return "walk"
+
+    with _concurrently(True, shared.after(other)) as first:
+        shared.run()
+        assert first() == "walk"
+    assert shared.results == [i * i for i in range(12)]
+    assert sorted(i for i, _, _ in ran) == list(range(12))
+    assert not any(checks for _, _, checks in ran) and validating()
+    assert (0, True, False) in ran and any(not main for _, main, _ in ran)
