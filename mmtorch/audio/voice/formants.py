@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import gather_windows
+from mmtorch.audio.voice.framing import gather_windows, outside_autograd
 from mmtorch.audio.voice.lpc import lpc_burg
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -329,6 +329,7 @@ def preemphasize(y: Tensor, rate: float, from_hz: float) -> Tensor:
     return torch.cat((y[:, :1], y[:, 1:] - alpha * y[:, :-1]), dim=1)
 
 
+@outside_autograd
 def formants_burg(
     x: Tensor,
     lengths: Tensor | None,

@@ -8,7 +8,9 @@ the padded batch, so the valid part of an item's output never depends on the pad
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -21,6 +23,7 @@ __all__ = [
     "centred_frames",
     "gather_row_windows",
     "gather_windows",
+    "outside_autograd",
     "pad_signal",
     "row_blocks",
     "safe_log",
@@ -29,6 +32,40 @@ __all__ = [
 ]
 
 _MODES = ("constant", "edge", "reflect", "symmetric")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def outside_autograd(fn: _F) -> _F:
+    """Run an analysis that is not differentiable (a search: pitch, pulses, HNR, formants) in inference mode.
+
+    Its long chains of small operations then skip autograd's bookkeeping, about a tenth of their cost on
+    a CPU. What it returns is cloned into ordinary tensors (no gradient), so callers may modify them or use
+    them beside tensors that require grad. Inside inference mode already, or under ``torch.compile``, it runs
+    as it is.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_inference_mode_enabled() or torch.compiler.is_compiling():
+            return fn(*args, **kwargs)
+        with torch.inference_mode():
+            out = fn(*args, **kwargs)
+        return _ordinary(out)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ordinary(value: Any) -> Any:
+    """Inference tensors in ``value`` (a tensor, or tuples, NamedTuples and dicts of them) cloned outside
+    inference mode, which makes them ordinary tensors."""
+    if isinstance(value, Tensor):
+        return value.clone() if value.is_inference() else value
+    if isinstance(value, dict):
+        return {key: _ordinary(v) for key, v in value.items()}
+    if isinstance(value, tuple):
+        items = [_ordinary(v) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    return value
 
 
 def pad_signal(x: Tensor, lengths: Tensor, left: int, right: int, mode: str, size: int) -> Tensor:

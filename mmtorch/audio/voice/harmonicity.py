@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import gather_windows, row_blocks
+from mmtorch.audio.voice.framing import gather_windows, outside_autograd, row_blocks
 from mmtorch.audio.voice.pitch import (
     _global_peak,
     _Grid,
@@ -81,6 +81,7 @@ def _all_peaks(r: Tensor, last_lag: int) -> tuple[Tensor, Tensor]:
     return rows, cols + 2
 
 
+@outside_autograd
 def harmonicity_cc(
     x: Tensor,
     lengths: Tensor | None,

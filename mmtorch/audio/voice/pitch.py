@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import gather_windows, row_blocks
+from mmtorch.audio.voice.framing import gather_windows, outside_autograd, row_blocks
 from mmtorch.audio.voice.sinc import sinc_interpolate, sinc_maxima
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -384,6 +384,7 @@ def path_finder(
     return torch.where(is_voiced, f0, 0.0), torch.where(is_voiced, strength, 0.0)
 
 
+@outside_autograd
 def pitch_ac(
     x: Tensor,
     lengths: Tensor | None,

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from mmtorch.audio.voice.framing import RowWindows
+from mmtorch.audio.voice.framing import RowWindows, outside_autograd
 from mmtorch.audio.voice.pitch import PitchTrack
 from mmtorch.masks import lengths_to_mask
 
@@ -243,6 +243,7 @@ def _voiced_stretches(track: PitchTrack, durations: Tensor) -> tuple[Tensor, Ten
     return rows, number, tleft, tright
 
 
+@outside_autograd
 def glottal_pulses(x: Tensor, lengths: Tensor, sample_rate: float, track: PitchTrack) -> PulseTrain:
     """Glottal pulses of every item by Praat's ``To PointProcess (periodic, cc)`` from a pitch track.
 

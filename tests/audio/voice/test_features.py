@@ -333,3 +333,26 @@ def test_shared_tasks_run_once_each_in_order_of_results_with_checks_off() -> Non
     assert sorted(i for i, _, _ in ran) == list(range(12))
     assert not any(checks for _, _, checks in ran) and validating()
     assert (0, True, False) in ran and any(not main for _, main, _ in ran)
+
+
+def test_searches_run_outside_autograd_and_return_ordinary_tensors(batch) -> None:
+    """Pitch, the pulse walk, HNR and formants run in inference mode (they are searches, not
+    differentiable), yet hand back ordinary tensors: modifiable in place and usable beside tensors that
+    require grad, on an input that requires grad; inside inference mode the caller gets what it asked for."""
+    from mmtorch.audio.voice import formants_burg, glottal_pulses
+
+    x, lengths, _ = batch
+    x = torch.nan_to_num(x).requires_grad_(True)
+    pitch = pitch_ac(x, lengths, 16000)
+    outputs = [pitch, glottal_pulses(x, lengths, 16000, pitch), harmonicity_cc(x, lengths, 16000)]
+    outputs.append(formants_burg(x, lengths, 16000))
+    weight = torch.ones((), dtype=torch.float64, requires_grad=True)
+    for track in outputs:
+        for value in track:
+            if isinstance(value, torch.Tensor):
+                assert not value.is_inference() and not value.requires_grad
+                if value.is_floating_point():
+                    (value * weight).sum().backward()  # saving it for backward is allowed
+                value.zero_()  # so is an in-place update
+    with torch.inference_mode():
+        assert pitch_ac(x.detach(), lengths, 16000).f0.is_inference()
