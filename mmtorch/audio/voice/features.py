@@ -79,9 +79,12 @@ _PERTURBATION = {"jitter_local", "shimmer_local", "shimmer_local_dB"}
 _FORMANTS = {name for name in VOICE_FEATURES if name.startswith("F") and name[1].isdigit()}
 
 
-# Items per group for the "items" strategy: on CPU, small groups of similar length keep temporaries in
-# cache and waste nothing on padding, while amortizing the per-operation overhead.
-_GROUP = 8
+# Groups for the "items" strategy on CPU: items of similar length, at most _GROUP_ITEMS of them and
+# _GROUP_SAMPLES padded samples (36 s at 16 kHz). Small groups keep temporaries in cache and waste little on
+# padding; more items per group amortize the per-operation overhead. Measured on one core against groups
+# of 8 items: ~10 % faster on 1-8 s items, ~20 % on 15-20 s items, the same on 0.5-2 s items.
+_GROUP_ITEMS = 16
+_GROUP_SAMPLES = 576_000
 
 _R = TypeVar("_R")
 
@@ -143,11 +146,22 @@ class _Shared:
         return both
 
 
-def length_groups(lengths: Tensor, size: int) -> list[tuple[Tensor, int]]:
-    """Item indices sorted by length (longest first) in groups of ``size``, each with its longest length."""
+def length_groups(
+    lengths: Tensor, samples: int | None = None, most: int | None = None
+) -> list[tuple[Tensor, int]]:
+    """Item indices sorted by length (longest first) in groups, each with its longest length. A group takes
+    the longest items left, as many as fit in ``samples`` padded samples (at least one, at most ``most``;
+    defaults: the "items" strategy's 576,000 and 16)."""
+    samples = _GROUP_SAMPLES if samples is None else samples
+    most = _GROUP_ITEMS if most is None else most
     order = torch.argsort(lengths.cpu(), descending=True, stable=True)
     ordered = lengths.cpu()[order].tolist()
-    return [(order[i : i + size].to(lengths.device), int(ordered[i])) for i in range(0, len(ordered), size)]
+    groups, i = [], 0
+    while i < len(ordered):
+        size = min(most, max(1, samples // max(int(ordered[i]), 1)))
+        groups.append((order[i : i + size].to(lengths.device), int(ordered[i])))
+        i += size
+    return groups
 
 
 def merge_parts(parts: list[tuple[Tensor, _T]], batch: int, n: int) -> _T:
@@ -239,8 +253,9 @@ class VoiceFeatures(Stage):
             :func:`~mmtorch.audio.voice.pitch.hop_grid`), ``hop_length / sample_rate`` apart — so the rows
             line up with ``frontend("whisper")`` or ``frontend("nemo")`` frames (``hop_length=160``). The
             same analyses run at those times; Praat parity holds on Praat's grid.
-        strategy: ``"batch"`` (the padded batch at once; best on GPUs), ``"items"`` (groups of 8 items of
-            similar length; faster on CPUs) or ``"auto"`` (items on CPU, batch elsewhere). Same numbers.
+        strategy: ``"batch"`` (the padded batch at once; best on GPUs), ``"items"`` (groups of items of
+            similar length, up to 16 items and 36 s of 16 kHz audio padded; faster on CPUs, see
+            :func:`length_groups`) or ``"auto"`` (items on CPU, batch elsewhere). Same numbers.
 
     Shape:
         ``(B, T)`` → ``(B, len(features), N)`` with ``N`` the pitch frames (0 for an item shorter than
@@ -313,7 +328,7 @@ class VoiceFeatures(Stage):
             strategy = "items" if cpu and not torch.compiler.is_compiling() else "batch"
         if strategy == "batch":
             return None
-        return length_groups(full_lengths(x) if lengths is None else lengths, _GROUP)
+        return length_groups(full_lengths(x) if lengths is None else lengths)
 
     def analyse(self, x: Tensor, lengths: Tensor | None = None) -> VoiceAnalysis:
         """Run every analysis and return the features together with the tracks they came from.

@@ -7,7 +7,6 @@ from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
 from mmtorch.audio.voice.features import (
-    _GROUP,
     _concurrently,
     _Shared,
     _use_second_thread,
@@ -80,7 +79,7 @@ def voice_report(
     # Pitch, HNR and formants are frame-wise: on CPU they run in groups of similar length (same numbers,
     # less padding). The pulse walk's cost is per time step, so it runs once over the whole batch. Pitch and
     # the walk run beside HNR and formants (in a second thread on a CPU with more than one torch thread).
-    groups = length_groups(lengths, _GROUP) if x.device.type == "cpu" and x.shape[0] > _GROUP else None
+    groups = length_groups(lengths) if x.device.type == "cpu" and x.shape[0] > 1 else None
     n = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0])
     settings = (sample_rate, floor, ceiling, empty_value)
     # HNR and formants per group are tasks that the second thread joins in when the walk is done.

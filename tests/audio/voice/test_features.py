@@ -178,14 +178,17 @@ def test_hop_grid_settings() -> None:
         VoiceFeatures(16000, hop_length=0)
 
 
-def test_groups_of_items_equal_the_padded_batch() -> None:
-    """11 items: on CPU the frame analyses run in two groups of similar length and the pulse walk once over
-    the batch; the "batch" strategy, ``egemaps`` and ``voice_report`` give the same numbers."""
-    from mmtorch.audio.voice import egemaps, voice_report
+def test_groups_of_items_equal_the_padded_batch(monkeypatch) -> None:
+    """11 items: on CPU the frame analyses run in groups of similar length (here at most 60,000 padded
+    samples: groups of three, four and four items) and the pulse walk once over the batch; the "batch" strategy,
+    ``egemaps`` and ``voice_report`` give the same numbers."""
+    from mmtorch.audio.voice import egemaps, features, voice_report
 
     items = [speechlike(3000 + 1700 * i, f0=110.0 + 9 * i, seed=i, dtype=torch.float64) for i in range(11)]
     items[4] = torch.zeros(5000, dtype=torch.float64)  # silent: no voiced frames, no pulses
     x, lengths = pad_batch(items, garbage=math.nan)
+    monkeypatch.setattr(features, "_GROUP_SAMPLES", 60_000)
+    assert [len(rows) for rows, _ in features.length_groups(lengths)] == [3, 4, 4]
     grouped = VoiceFeatures(16000, strategy="items").analyse(x, lengths)
     whole = VoiceFeatures(16000, strategy="batch").analyse(x, lengths)
     torch.testing.assert_close(grouped.features, whole.features, rtol=1e-9, atol=1e-9)
