@@ -119,10 +119,11 @@ def _concurrently(enabled: bool, fn: Callable[..., _R], *args: Any) -> Iterator[
 class _Shared:
     """Tasks that both threads take, in order, until none is left: the caller starts on them at once, the
     second thread when its own work (pitch and the pulse walk) is done, so neither core idles at the end.
-    Each task runs with input checks off (the batch was checked once)."""
+    Each task runs with input checks off (the batch was checked once). A task that raises ends the queue
+    for both threads."""
 
     def __init__(self, tasks: Sequence[Callable[[], Any]]) -> None:
-        self._queue = iter(list(enumerate(tasks)))
+        self._queue: Iterator[tuple[int, Callable[[], Any]]] = iter(list(enumerate(tasks)))
         self._lock = threading.Lock()
         self.results: list[Any] = [None] * len(tasks)
 
@@ -132,8 +133,13 @@ class _Shared:
                 item = next(self._queue, None)
             if item is None:
                 return
-            with validation(False):
-                self.results[item[0]] = item[1]()
+            try:
+                with validation(False):
+                    self.results[item[0]] = item[1]()
+            except BaseException:
+                with self._lock:
+                    self._queue = iter(())
+                raise
 
     def after(self, fn: Callable[..., _R]) -> Callable[..., _R]:
         """``fn``, then a share of the tasks."""

@@ -359,3 +359,18 @@ def test_searches_run_outside_autograd_and_return_ordinary_tensors(batch) -> Non
                 value.zero_()  # so is an in-place update
     with torch.inference_mode():
         assert pitch_ac(x.detach(), lengths, 16000).f0.is_inference()
+
+
+def test_a_failing_shared_task_ends_the_queue_for_both_threads() -> None:
+    from mmtorch.audio.voice.features import _Shared
+
+    ran = []
+
+    def fail() -> None:
+        raise RuntimeError("task 0 failed")
+
+    shared = _Shared([fail, lambda: ran.append(1), lambda: ran.append(2)])
+    with pytest.raises(RuntimeError, match="task 0 failed"):
+        shared.run()
+    shared.run()  # what the other thread does next: nothing is left
+    assert ran == []
