@@ -342,6 +342,7 @@ def formants_burg(
     n_formants: int = 3,
     safety_margin: float = 50.0,
     times: Tensor | None = None,
+    read_at: Tensor | None = None,
 ) -> FormantTrack:
     """Formants of every item by Praat's ``To Formant (burg)`` (Praat's defaults; ``time_step=0`` is
     ``window_length / 4``). Computed in float64.
@@ -352,6 +353,10 @@ def formants_burg(
         n_formants: formants reported per frame (F1..Fn).
         times: optional ``(B, N)`` frame centres in seconds to analyse instead of Praat's own grid (e.g.
             a pitch track's frames); frames reaching past an item's ends see zeros there.
+        read_at: optional ``(B, M)`` times in seconds (NaN: none) at which the caller will read the track
+            by linear interpolation (:func:`~mmtorch.audio.voice.pulses.sampled_value_at`): only the frames
+            of Praat's grid around them are analysed (the two it reads and one more each side), the others
+            report no formant. Frames are independent, so those analysed are the same as without it.
 
     Returns:
         :class:`FormantTrack`.
@@ -382,9 +387,12 @@ def formants_burg(
         x1 = 0.5 * (duration - (new_lengths.to(torch.float64) - 1) / rate)
     else:
         x1 = torch.full_like(duration, 0.5 / rate)
-    freq, bandwidth, present = formants_at(
-        y, new_lengths, rate, grid, n_poles, window_length, safety_margin, n_formants, first_sample=x1
-    )
+    settings = (n_poles, window_length, safety_margin, n_formants)
+    if read_at is None or times is not None:
+        freq, bandwidth, present = formants_at(y, new_lengths, rate, grid, *settings, first_sample=x1)
+    else:
+        wanted = _frames_read(read_at, grid[:, 0], step, counts, n_max)
+        freq, bandwidth, present = _formants_of(wanted, y, new_lengths, rate, grid, settings, x1)
     valid = lengths_to_mask(counts, n_max)[..., None]
     return FormantTrack(
         torch.where(valid, freq, 0.0),
@@ -392,6 +400,50 @@ def formants_burg(
         present & valid,
         torch.where(valid[..., 0], grid, 0.0),
         counts,
+    )
+
+
+def _frames_read(read_at: Tensor, first: Tensor, step: float, counts: Tensor, n_max: int) -> Tensor:
+    """``(B, n_max)``: the frames that linear interpolation at ``read_at`` reads (as
+    :func:`~mmtorch.audio.voice.pulses.sampled_value_at` computes its index), widened by one frame each
+    side; NaN times read nothing."""
+    index = (read_at - first[:, None]) / step + 1.0
+    ok = ~torch.isnan(index)
+    left = torch.floor(torch.where(ok, index, 0.0)).to(torch.int64) - 1
+    rows = torch.arange(read_at.shape[0], device=read_at.device)[:, None].expand_as(left)
+    wanted = torch.zeros(read_at.shape[0], n_max + 4, dtype=torch.bool, device=read_at.device)
+    for shift in (-1, 0, 1, 2):  # frames left - 1 .. left + 2, at offset 1 in the widened table
+        wanted[rows[ok], (left[ok] + shift + 1).clamp(0, n_max + 3)] = True
+    return wanted[:, 1 : n_max + 1] & lengths_to_mask(counts, n_max)
+
+
+def _formants_of(
+    wanted: Tensor,
+    y: Tensor,
+    lengths: Tensor,
+    rate: float,
+    grid: Tensor,
+    settings: tuple[int, float, float, int],
+    first_sample: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`formants_at` of the ``wanted`` frames of ``grid`` only (each item's first, packed), the other
+    frames without formants."""
+    batch, n_max = grid.shape
+    n_formants = settings[3]
+    count = wanted.sum(dim=1)
+    k_max = int(count.max()) if batch else 0
+    # Each item's wanted frames first, in order; then (unused) other frames, so the columns are distinct.
+    columns = torch.argsort((~wanted).to(torch.int8), dim=1, stable=True)[:, :k_max]
+    freq, bandwidth, present = formants_at(
+        y, lengths, rate, grid.gather(1, columns), *settings, first_sample=first_sample
+    )
+    used = (torch.arange(k_max, device=grid.device) < count[:, None])[..., None]
+    where = columns[..., None].expand(-1, -1, n_formants)
+    full = grid.new_zeros(batch, n_max, n_formants)
+    return (
+        full.scatter(1, where, torch.where(used, freq, 0.0)),
+        full.scatter(1, where, torch.where(used, bandwidth, 0.0)),
+        torch.zeros_like(full, dtype=torch.bool).scatter(1, where, present & used),
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import threading
+
 import torch
 from torch import Tensor
 
@@ -82,13 +85,24 @@ def voice_report(
     groups = length_groups(lengths) if x.device.type == "cpu" and x.shape[0] > 1 else None
     n = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0])
     settings = (sample_rate, floor, ceiling, empty_value)
-    # HNR and formants per group are tasks that the second thread joins in when the walk is done.
+    # HNR and formants per group are tasks that the second thread joins in when the walk is done. The
+    # formant means read only the frames around voiced pitch frames, so the formant tasks wait for the
+    # pitch tracks and analyse only those frames (unvoiced stretches are a third of real speech).
     pieces = [(x[rows, :size], lengths[rows]) for rows, size in groups] if groups else [(x, lengths)]
+    pitched = _Published()
+
+    def formants_where_read(g: int) -> FormantTrack | None:
+        track = pitched.wait()[g]
+        if track is None:  # the pitch analysis failed: its error comes from the other thread
+            return None
+        voiced_times = torch.where(track.voiced, track.times, math.nan)
+        return formants_burg(*pieces[g], sample_rate, max_frequency=max_formant, read_at=voiced_times)
+
     tasks = [lambda p=p: harmonicity_cc(*p, sample_rate, 0.01, floor, 0.1, 1.0) for p in pieces]
-    tasks += [lambda p=p: formants_burg(*p, sample_rate, max_frequency=max_formant) for p in pieces]
+    tasks += [lambda g=g: formants_where_read(g) for g in range(len(pieces))]
     shared = _Shared(tasks)
     work = shared.after(_pitch_and_perturbation)
-    with _concurrently(_use_second_thread(x), work, x, lengths, groups, n, settings) as first:
+    with _concurrently(_use_second_thread(x), work, x, lengths, groups, n, settings, pitched) as first:
         shared.run()
         pitch, pitch_parts, (jitter, local, local_db) = first()
     hnr_tracks, formant_tracks = shared.results[: len(pieces)], shared.results[len(pieces) :]
@@ -113,27 +127,52 @@ def voice_report(
     return out
 
 
+class _Published:
+    """The groups' pitch tracks, handed from the thread that computes them to the formant tasks; ``None``
+    for each when that computation fails, so no task waits for ever."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._tracks: list[PitchTrack | None] = []
+
+    def publish(self, tracks: list[PitchTrack | None]) -> None:
+        self._tracks = tracks
+        self._ready.set()
+
+    def wait(self) -> list[PitchTrack | None]:
+        self._ready.wait()
+        return self._tracks
+
+
 def _pitch_and_perturbation(
     x: Tensor,
     lengths: Tensor,
     groups: list[tuple[Tensor, int]] | None,
     n: int,
     settings: tuple[float, float, float, float],
+    pitched: _Published,
 ) -> tuple[
     PitchTrack, list[tuple[Tensor, PitchTrack]] | None, tuple[Perturbation, Perturbation, Perturbation]
 ]:
-    """The pitch track (and its groups' tracks when grouped), then local jitter, local shimmer and local
-    shimmer (dB) over the glottal pulses of the whole batch."""
+    """The pitch track (and its groups' tracks when grouped, published to ``pitched`` as soon as they are
+    known), then local jitter, local shimmer and local shimmer (dB) over the glottal pulses of the whole
+    batch."""
     sample_rate, floor, ceiling, empty_value = settings
-    if groups is None:
-        pitch, parts = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling), None
-    else:
-        with validation(False):
-            parts = [
-                (rows, pitch_ac(x[rows, :size], lengths[rows], sample_rate, floor=floor, ceiling=ceiling))
-                for rows, size in groups
-            ]
-        pitch = merge_parts(parts, x.shape[0], n)
+    published: list[PitchTrack | None] = [None] * (1 if groups is None else len(groups))
+    try:
+        if groups is None:
+            pitch, parts = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling), None
+            published = [pitch]
+        else:
+            with validation(False):
+                parts = [
+                    (rows, pitch_ac(x[rows, :size], lengths[rows], sample_rate, floor=floor, ceiling=ceiling))
+                    for rows, size in groups
+                ]
+            published = [track for _, track in parts]
+            pitch = merge_parts(parts, x.shape[0], n)
+    finally:
+        pitched.publish(published)
     pulses = glottal_pulses(x, lengths, sample_rate, pitch)
     local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
     return pitch, parts, (jitter_local(pulses, empty_value=empty_value), local, local_db)

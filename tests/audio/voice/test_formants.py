@@ -121,3 +121,40 @@ def test_every_frame_matches_praat() -> None:
         assert np.array_equal(present, ~np.isnan(ref))
         np.testing.assert_allclose(track.frequency[0, :, k].numpy()[present], ref[present], rtol=1e-7)
         np.testing.assert_allclose(track.bandwidth[0, :, k].numpy()[present], ref_bw[present], rtol=1e-7)
+
+
+def test_frames_read_at_voiced_times_are_those_of_the_full_analysis() -> None:
+    """``read_at`` (what ``voice_report`` uses: its formant means read the track only around voiced pitch
+    frames) analyses only the frames read there: linear interpolation at every voiced time gives the full
+    analysis' values bit for bit, and frames far from voicing are skipped."""
+    from mmtorch.audio.voice import pitch_ac, sampled_value_at
+
+    x, lengths = pad_batch(SPEECH)
+    pitch = pitch_ac(x, lengths, 16000)
+    full = formants_burg(x, lengths, 16000)
+    part = formants_burg(x, lengths, 16000, read_at=torch.where(pitch.voiced, pitch.times, math.nan))
+    assert torch.equal(part.times, full.times) and torch.equal(part.lengths, full.lengths)
+    rows, frames = pitch.voiced.nonzero(as_tuple=True)
+
+    def read(track):
+        return [
+            sampled_value_at(
+                field[..., k],
+                track.present[..., k],
+                track.times[:, 0],
+                0.025 / 4,
+                track.lengths,
+                rows,
+                pitch.times[rows, frames],
+            )
+            for field in (track.frequency, track.bandwidth)
+            for k in range(3)
+        ]
+
+    for ours, theirs in zip(read(part), read(full), strict=True):
+        assert torch.equal(torch.isnan(ours), torch.isnan(theirs))
+        assert torch.equal(torch.nan_to_num(ours), torch.nan_to_num(theirs))
+    skipped = full.present.any(-1) & ~part.present.any(-1)
+    analysed = part.present.any(-1)
+    assert skipped.sum() > 0.2 * full.lengths.sum()  # the unvoiced stretches of these sentences
+    assert torch.equal(part.frequency[analysed], full.frequency[analysed])

@@ -76,3 +76,22 @@ def test_range_maxima_are_the_brute_force_maxima() -> None:
         lo, hi = max(int(first[v]), 0), min(int(last[v]), 512)
         expected = values[v, lo : hi + 1].max() if lo <= hi else torch.tensor(0.0, dtype=torch.float64)
         assert float(ours[v]) == float(expected), v
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("second_thread", [False, True])
+def test_a_failing_pitch_analysis_raises_and_never_leaves_a_formant_task_waiting(
+    monkeypatch, second_thread: bool
+) -> None:
+    """The formant tasks wait for the pitch tracks (they analyse only frames around voiced ones); when the
+    pitch analysis fails they stop waiting, and its error is what the caller sees."""
+    from mmtorch.audio.voice import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("pitch analysis failed")
+
+    monkeypatch.setattr(report, "pitch_ac", broken)
+    monkeypatch.setattr(report, "_use_second_thread", lambda _: second_thread)
+    x, lengths = pad_batch(SPEECH)
+    with pytest.raises(RuntimeError, match="pitch analysis failed"):
+        voice_report(x, lengths, 16000)
