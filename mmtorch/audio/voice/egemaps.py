@@ -208,7 +208,8 @@ def egemaps(
     lengths = full_lengths(x) if given is None else given
     x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
     with validation(False):
-        analysis = voice.analyse(x64, lengths)  # on CPU in groups of similar length (same numbers)
+        # (formants only where voiced: nothing here reads them elsewhere)
+        analysis = voice.analyse(x64, lengths, voiced_formants_only=True)
     frames = analysis.lengths
     feats = analysis.features.to(torch.float64)
     row = {name: feats[:, i] for i, name in enumerate(voice.feature_names)}

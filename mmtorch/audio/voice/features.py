@@ -76,7 +76,7 @@ _T = TypeVar("_T", bound=tuple)
 
 _PERIODICITY = {"HNR_dB"}
 _PERTURBATION = {"jitter_local", "shimmer_local", "shimmer_local_dB"}
-_FORMANTS = {name for name in VOICE_FEATURES if name.startswith("F") and name[1].isdigit()}
+_FORMANTS = {name for name in VOICE_FEATURES if name[0] == "F" and name[1] in "123"}
 
 
 # Groups for the "items" strategy on CPU: items of similar length, at most _GROUP_ITEMS of them and
@@ -150,6 +150,23 @@ class _Shared:
             return value
 
         return both
+
+
+class _Published:
+    """The groups' pitch tracks, handed from the thread that computes them to the tasks that need them;
+    ``None`` for each when that computation fails, so no task waits for ever."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._tracks: list[PitchTrack | None] = []
+
+    def publish(self, tracks: list[PitchTrack | None]) -> None:
+        self._tracks = tracks
+        self._ready.set()
+
+    def wait(self) -> list[PitchTrack | None]:
+        self._ready.wait()
+        return self._tracks
 
 
 def length_groups(
@@ -336,7 +353,9 @@ class VoiceFeatures(Stage):
             return None
         return length_groups(full_lengths(x) if lengths is None else lengths)
 
-    def analyse(self, x: Tensor, lengths: Tensor | None = None) -> VoiceAnalysis:
+    def analyse(
+        self, x: Tensor, lengths: Tensor | None = None, *, voiced_formants_only: bool = False
+    ) -> VoiceAnalysis:
         """Run every analysis and return the features together with the tracks they came from.
 
         With the ``"items"`` strategy the frame-wise analyses run per group of similar length and their
@@ -344,6 +363,10 @@ class VoiceFeatures(Stage):
         once over the whole batch either way. On a CPU with more than one torch thread the pitch analysis
         and the walk run in a second thread while the HNR, formant and spectral analyses go on (same
         numbers).
+
+        ``voiced_formants_only``: analyse formants only at voiced frames (the others report none), all that
+        voiced-only statistics such as :func:`~mmtorch.audio.voice.egemaps` read; the formant analysis then
+        waits for the pitch track. A third less formant work on real speech; the same values where voiced.
         """
         x, given = prepare_waveform(x, lengths, "VoiceFeatures")
         dtype = x.dtype
@@ -356,10 +379,11 @@ class VoiceFeatures(Stage):
         # the second thread joins in when the walk is done.
         parts = [(rows, x64[rows, :size], lengths[rows]) for rows, size in groups] if groups else []
         parts = parts or [(None, x64, lengths)]
-        tasks = self._frame_tasks([(xg, lg) for _, xg, lg in parts])
+        pitched = _Published() if voiced_formants_only else None
+        tasks = self._frame_tasks([(xg, lg) for _, xg, lg in parts], pitched)
         shared = _Shared([task for _, task in tasks])
         work = shared.after(self._pitch_and_pulses)
-        with _concurrently(_use_second_thread(x64), work, x64, lengths, groups, n) as first:
+        with _concurrently(_use_second_thread(x64), work, x64, lengths, groups, n, pitched) as first:
             shared.run()
             pitch, pulses, perturbation = first()
         done: list[list[_FrameRows]] = [[] for _ in parts]
@@ -394,36 +418,64 @@ class VoiceFeatures(Stage):
         return hop_grid(lengths, self.sample_rate, self.hop_length, samples // self.hop_length)
 
     def _pitch_and_pulses(
-        self, x64: Tensor, lengths: Tensor, groups: list[tuple[Tensor, int]] | None, n: int
+        self,
+        x64: Tensor,
+        lengths: Tensor,
+        groups: list[tuple[Tensor, int]] | None,
+        n: int,
+        pitched: _Published | None,
     ) -> tuple[PitchTrack, PulseTrain | None, dict[str, Tensor]]:
-        """The pitch track (per group when grouped) and the pulse walk over the whole batch."""
+        """The pitch track (per group when grouped; published to ``pitched`` as soon as it is known) and
+        the pulse walk over the whole batch."""
         sr, step, floor, ceiling = self.sample_rate, self.time_step, self.floor, self.ceiling
-        if groups is None:
-            grid = self._grid(lengths, x64.shape[1])
-            pitch = pitch_ac(x64, lengths, sr, step, floor, ceiling, frames=grid)
-        else:
-            parts = []
-            with validation(False):
-                for rows, size in groups:
-                    grid = self._grid(lengths[rows], size)
-                    track = pitch_ac(x64[rows, :size], lengths[rows], sr, step, floor, ceiling, frames=grid)
-                    parts.append((rows, track))
-            pitch = merge_parts(parts, x64.shape[0], n)
+        published: list[PitchTrack | None] = [None] * (1 if groups is None else len(groups))
+        try:
+            if groups is None:
+                grid = self._grid(lengths, x64.shape[1])
+                pitch = pitch_ac(x64, lengths, sr, step, floor, ceiling, frames=grid)
+                published = [pitch]
+            else:
+                parts = []
+                with validation(False):
+                    for rows, size in groups:
+                        grid = self._grid(lengths[rows], size)
+                        track = pitch_ac(
+                            x64[rows, :size], lengths[rows], sr, step, floor, ceiling, frames=grid
+                        )
+                        parts.append((rows, track))
+                published = [track for _, track in parts]
+                pitch = merge_parts(parts, x64.shape[0], n)
+        finally:
+            if pitched is not None:
+                pitched.publish(published)
         return pitch, *self._perturbation_rows(x64, lengths, pitch)
 
-    def _frame_tasks(self, groups: list[tuple[Tensor, Tensor]]) -> list[tuple[int, Callable[[], _FrameRows]]]:
+    def _frame_tasks(
+        self, groups: list[tuple[Tensor, Tensor]], pitched: _Published | None = None
+    ) -> list[tuple[int, Callable[[], _FrameRows | None]]]:
         """The spectral, HNR and formant analyses of each group ``(x64, lengths)`` at the pitch frames'
         times, as tasks ``(group, task)``: the formants and HNR of every group first (longest groups first),
-        then the cheaper spectral rows, so the last tasks to run are short."""
+        then the cheaper spectral rows, so the last tasks to run are short. With ``pitched`` the formants
+        wait for the groups' pitch tracks (voiced frames only) and come last."""
         wanted = set(self.features)
-        heavy: list[tuple[int, Callable[[], _FrameRows]]] = []
-        light: list[tuple[int, Callable[[], _FrameRows]]] = []
+        heavy: list[tuple[int, Callable[[], _FrameRows | None]]] = []
+        light: list[tuple[int, Callable[[], _FrameRows | None]]] = []
+        late: list[tuple[int, Callable[[], _FrameRows | None]]] = []
         for g, (x64, lengths) in enumerate(groups):
             grid = self._grid(lengths, x64.shape[1])
             _, times = pitch_frames(lengths, x64.shape[1], self.sample_rate, self.time_step, self.floor, grid)
-            if wanted & _FORMANTS:
+            if wanted & _FORMANTS and pitched is None:
                 heavy.append(
                     (g, lambda x64=x64, lengths=lengths, times=times: self._formants(x64, lengths, times))
+                )
+            elif wanted & _FORMANTS:
+                late.append(
+                    (
+                        g,
+                        lambda x64=x64, lengths=lengths, times=times, g=g: self._voiced_formants(
+                            x64, lengths, times, pitched, g
+                        ),
+                    )
                 )
             if wanted & _PERIODICITY:
                 heavy.append(
@@ -433,7 +485,15 @@ class VoiceFeatures(Stage):
                 light.append(
                     (g, lambda x64=x64, lengths=lengths, times=times: self._spectral(x64, lengths, times))
                 )
-        return heavy + light
+        return heavy + light + late
+
+    def _voiced_formants(
+        self, x64: Tensor, lengths: Tensor, times: Tensor, pitched: _Published, g: int
+    ) -> _FrameRows | None:
+        track = pitched.wait()[g]
+        if track is None:  # the pitch analysis failed: its error comes from the other thread
+            return None
+        return self._formants(x64, lengths, times, only=track.voiced)
 
     def _hnr(self, x64: Tensor, lengths: Tensor, times: Tensor) -> _FrameRows:
         harmonicity = harmonicity_cc(x64, lengths, self.sample_rate, times=times)
@@ -441,8 +501,12 @@ class VoiceFeatures(Stage):
             {"HNR_dB": torch.where(harmonicity.voiced, harmonicity.hnr, 0.0)}, harmonicity, None
         )
 
-    def _formants(self, x64: Tensor, lengths: Tensor, times: Tensor) -> _FrameRows:
-        formants = formants_burg(x64, lengths, self.sample_rate, max_frequency=self.max_formant, times=times)
+    def _formants(
+        self, x64: Tensor, lengths: Tensor, times: Tensor, only: Tensor | None = None
+    ) -> _FrameRows:
+        formants = formants_burg(
+            x64, lengths, self.sample_rate, max_frequency=self.max_formant, times=times, only=only
+        )
         rows = {}
         for k in range(3):
             rows[f"F{k + 1}_Hz"] = formants.frequency[..., k]

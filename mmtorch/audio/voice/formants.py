@@ -343,6 +343,7 @@ def formants_burg(
     safety_margin: float = 50.0,
     times: Tensor | None = None,
     read_at: Tensor | None = None,
+    only: Tensor | None = None,
 ) -> FormantTrack:
     """Formants of every item by Praat's ``To Formant (burg)`` (Praat's defaults; ``time_step=0`` is
     ``window_length / 4``). Computed in float64.
@@ -357,6 +358,8 @@ def formants_burg(
             by linear interpolation (:func:`~mmtorch.audio.voice.pulses.sampled_value_at`): only the frames
             of Praat's grid around them are analysed (the two it reads and one more each side), the others
             report no formant. Frames are independent, so those analysed are the same as without it.
+        only: optional ``(B, N)`` bool over the frames (``times``, or Praat's grid): analyse only these,
+            the others report no formant.
 
     Returns:
         :class:`FormantTrack`.
@@ -388,10 +391,13 @@ def formants_burg(
     else:
         x1 = torch.full_like(duration, 0.5 / rate)
     settings = (n_poles, window_length, safety_margin, n_formants)
-    if read_at is None or times is not None:
+    wanted = None if only is None else only & lengths_to_mask(counts, n_max)
+    if read_at is not None and times is None:
+        read = _frames_read(read_at, grid[:, 0], step, counts, n_max)
+        wanted = read if wanted is None else wanted & read
+    if wanted is None:
         freq, bandwidth, present = formants_at(y, new_lengths, rate, grid, *settings, first_sample=x1)
     else:
-        wanted = _frames_read(read_at, grid[:, 0], step, counts, n_max)
         freq, bandwidth, present = _formants_of(wanted, y, new_lengths, rate, grid, settings, x1)
     valid = lengths_to_mask(counts, n_max)[..., None]
     return FormantTrack(

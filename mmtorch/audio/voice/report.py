@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import torch
 from torch import Tensor
@@ -11,6 +10,7 @@ from torch import Tensor
 from mmtorch.audio.stage import prepare_waveform, validation
 from mmtorch.audio.voice.features import (
     _concurrently,
+    _Published,
     _Shared,
     _use_second_thread,
     length_groups,
@@ -125,23 +125,6 @@ def voice_report(
     for k in range(3):
         put(f"f{k + 1}_mean_hz", f_means[0][:, k], f_means[1][:, k])
     return out
-
-
-class _Published:
-    """The groups' pitch tracks, handed from the thread that computes them to the formant tasks; ``None``
-    for each when that computation fails, so no task waits for ever."""
-
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._tracks: list[PitchTrack | None] = []
-
-    def publish(self, tracks: list[PitchTrack | None]) -> None:
-        self._tracks = tracks
-        self._ready.set()
-
-    def wait(self) -> list[PitchTrack | None]:
-        self._ready.wait()
-        return self._tracks
 
 
 def _pitch_and_perturbation(

@@ -116,9 +116,11 @@ def test_bad_input_is_finite_and_documented() -> None:
 
 
 def test_subset_and_errors() -> None:
-    stage = VoiceFeatures(16000, features=["loudness", "F0_Hz"])
+    stage = VoiceFeatures(16000, features=["loudness", "F0_Hz", "F0_semitones"])
     y, _ = stage(SPEECH[0][None, :8000])
-    assert y.shape[1] == 2 and stage.feature_names == ["loudness", "F0_Hz"]
+    assert y.shape[1] == 3 and stage.feature_names == ["loudness", "F0_Hz", "F0_semitones"]
+    analysis = stage.analyse(SPEECH[0][None, :8000])  # F0 is not a formant: no formant analysis
+    assert analysis.formants is None and analysis.harmonicity is None and analysis.pulses is None
     with pytest.raises(ValueError, match="unknown voice features"):
         VoiceFeatures(features=["F4_Hz"])
     with pytest.raises(ValueError, match="floor"):
@@ -374,3 +376,35 @@ def test_a_failing_shared_task_ends_the_queue_for_both_threads() -> None:
         shared.run()
     shared.run()  # what the other thread does next: nothing is left
     assert ran == []
+
+
+def test_voiced_formants_only_equals_the_full_analysis_where_voiced(batch) -> None:
+    """What ``egemaps`` asks for: formants only at voiced frames, the same values there, no formant at the
+    other frames; every other row unchanged (both under this test's one torch thread)."""
+    x, lengths, _ = batch
+    analysis = VoiceFeatures(16000).analyse(x, lengths)
+    voiced_only = VoiceFeatures(16000).analyse(x, lengths, voiced_formants_only=True)
+    voiced = analysis.pitch.voiced
+    formant_rows = [i for i, name in enumerate(VOICE_FEATURES) if name[0] == "F" and name[1] in "123"]
+    other_rows = [i for i in range(len(VOICE_FEATURES)) if i not in formant_rows]
+    assert torch.equal(voiced_only.features[:, other_rows], analysis.features[:, other_rows])
+    ours, full = voiced_only.features[:, formant_rows], analysis.features[:, formant_rows]
+    assert torch.equal(ours * voiced[:, None], full * voiced[:, None])
+    assert not ours[~voiced[:, None].expand_as(ours)].any() and full[~voiced[:, None].expand_as(full)].any()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("second_thread", [False, True])
+def test_a_failing_pitch_analysis_leaves_no_formant_task_waiting(
+    monkeypatch, batch, second_thread: bool
+) -> None:
+    from mmtorch.audio.voice import features
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("pitch analysis failed")
+
+    monkeypatch.setattr(features, "pitch_ac", broken)
+    monkeypatch.setattr(features, "_use_second_thread", lambda _: second_thread)
+    x, lengths, _ = batch
+    with pytest.raises(RuntimeError, match="pitch analysis failed"):
+        VoiceFeatures(16000).analyse(x, lengths, voiced_formants_only=True)
