@@ -7,9 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from mmtorch.audio.stage import prepare_waveform, validation
+from mmtorch.audio.stage import prepare_waveform
 from mmtorch.audio.voice.features import (
     _concurrently,
+    _pitch_by_groups,
     _Published,
     _Shared,
     _use_second_thread,
@@ -141,21 +142,11 @@ def _pitch_and_perturbation(
     known), then local jitter, local shimmer and local shimmer (dB) over the glottal pulses of the whole
     batch."""
     sample_rate, floor, ceiling, empty_value = settings
-    published: list[PitchTrack | None] = [None] * (1 if groups is None else len(groups))
-    try:
-        if groups is None:
-            pitch, parts = pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling), None
-            published = [pitch]
-        else:
-            with validation(False):
-                parts = [
-                    (rows, pitch_ac(x[rows, :size], lengths[rows], sample_rate, floor=floor, ceiling=ceiling))
-                    for rows, size in groups
-                ]
-            published = [track for _, track in parts]
-            pitch = merge_parts(parts, x.shape[0], n)
-    finally:
-        pitched.publish(published)
+
+    def pitch_of(x: Tensor, lengths: Tensor, samples: int) -> PitchTrack:
+        return pitch_ac(x, lengths, sample_rate, floor=floor, ceiling=ceiling)
+
+    pitch, parts = _pitch_by_groups(pitch_of, x, lengths, groups, n, pitched)
     pulses = glottal_pulses(x, lengths, sample_rate, pitch)
     local, local_db = shimmer_local(x, lengths, sample_rate, pulses, empty_value=empty_value)
     return pitch, parts, (jitter_local(pulses, empty_value=empty_value), local, local_db)
