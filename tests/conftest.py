@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -27,14 +28,27 @@ def rng() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """torch single-threaded for the test: code issuing many small ops (voice analyses, tiny recipe models)
-    is as fast on one thread, and on a shared, loaded CPU two threads spend their time waiting on each
-    other (measured several times, up to 13x, slower)."""
+@contextmanager
+def _single_thread() -> Iterator[None]:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch single-threaded for the test: code issuing many small ops (voice analyses, tiny recipe models)
+    is as fast on one thread, and on a shared, loaded CPU two threads spend their time waiting on each
+    other (measured several times, up to 13x, slower)."""
+    with _single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module() -> Iterator[None]:
+    """``one_thread`` for a whole module, module-scoped fixtures included."""
+    with _single_thread():
+        yield
