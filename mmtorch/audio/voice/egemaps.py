@@ -19,15 +19,18 @@ the simplified extrema of :mod:`mmtorch.audio.voice.functionals`.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import prepare_waveform, validation
 from mmtorch.audio.voice.descriptors import sma3
-from mmtorch.audio.voice.features import VOICE_FEATURES, VoiceAnalysis, VoiceFeatures
+from mmtorch.audio.voice.features import VOICE_FEATURES, VoiceFeatures
+from mmtorch.audio.voice.formants import FormantTrack
 from mmtorch.audio.voice.framing import gather_row_windows
 from mmtorch.audio.voice.functionals import _compact, functionals, segment_statistics
+from mmtorch.audio.voice.pitch import PitchTrack
 from mmtorch.masks import full_lengths, lengths_to_mask
 
 __all__ = ["EGEMAPS_NAMES", "egemaps"]
@@ -133,11 +136,10 @@ class _RangeMax:
 
 
 def _harmonic_levels(
-    x: Tensor, lengths: Tensor, sample_rate: int, analysis: VoiceAnalysis
+    x: Tensor, lengths: Tensor, pitch: PitchTrack, formants: FormantTrack, sample_rate: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """H1–H2, H1–A3 (dB) and F1–F3 amplitudes relative to H1 (dB, ``(B, N, 3)``) from a 60 ms Gaussian
     window (openSMILE's sigma 0.4) at each voiced frame; 0 where unvoiced (computed at voiced frames only)."""
-    pitch, formants = analysis.pitch, analysis.formants
     rows, cols = pitch.voiced.nonzero(as_tuple=True)
     win = round(0.06 * sample_rate)
     n_fft = 1 << math.ceil(math.log2(win))
@@ -208,14 +210,17 @@ def egemaps(
     lengths = full_lengths(x) if given is None else given
     x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
     with validation(False):
-        # (formants only where voiced: nothing here reads them elsewhere)
-        analysis = voice.analyse(x64, lengths, voiced_formants_only=True)
+        # HNR and formants only where voiced (nothing here reads them elsewhere); the harmonic levels,
+        # which need the formants, as part of each group's formant task.
+        analysis, levels = voice._analyse(
+            x64, lengths, True, partial(_harmonic_levels, sample_rate=voice.sample_rate)
+        )
     frames = analysis.lengths
     feats = analysis.features.to(torch.float64)
     row = {name: feats[:, i] for i, name in enumerate(voice.feature_names)}
     voiced = analysis.pitch.voiced & lengths_to_mask(frames, feats.shape[-1])
     dt = voice.time_step
-    h1h2, h1a3, rel = _harmonic_levels(x64, lengths, voice.sample_rate, analysis)
+    h1h2, h1a3, rel = levels
 
     def gate(v: Tensor, on: Tensor) -> Tensor:
         return torch.where(on, v, 0.0)

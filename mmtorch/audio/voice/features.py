@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import torch
@@ -153,20 +154,26 @@ class _Shared:
 
 
 class _Published:
-    """The groups' pitch tracks, handed from the thread that computes them to the tasks that need them;
-    ``None`` for each when that computation fails, so no task waits for ever."""
+    """The groups' pitch tracks, handed one by one from the thread that computes them to the tasks that
+    need them; ``None`` for every group not yet published when that computation fails, so no task waits
+    for ever."""
 
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._tracks: list[PitchTrack | None] = []
+    def __init__(self, groups: int) -> None:
+        self._ready = [threading.Event() for _ in range(groups)]
+        self._tracks: list[PitchTrack | None] = [None] * groups
 
-    def publish(self, tracks: list[PitchTrack | None]) -> None:
-        self._tracks = tracks
-        self._ready.set()
+    def publish(self, g: int, track: PitchTrack | None) -> None:
+        self._tracks[g] = track
+        self._ready[g].set()
 
-    def wait(self) -> list[PitchTrack | None]:
-        self._ready.wait()
-        return self._tracks
+    def fail_rest(self) -> None:
+        for g, ready in enumerate(self._ready):
+            if not ready.is_set():
+                self.publish(g, None)
+
+    def wait(self, g: int) -> PitchTrack | None:
+        self._ready[g].wait()
+        return self._tracks[g]
 
 
 def _pitch_by_groups(
@@ -178,20 +185,24 @@ def _pitch_by_groups(
     pitched: _Published | None,
 ) -> tuple[PitchTrack, list[tuple[Tensor, PitchTrack]] | None]:
     """The batch's pitch track, ``pitch_of(x, lengths, samples)`` per group when grouped (merged into ``n``
-    frames), and the groups' tracks; these are published to ``pitched`` when known, ``None`` if it fails."""
-    published: list[PitchTrack | None] = [None] * (1 if groups is None else len(groups))
+    frames), and the groups' tracks; each is published to ``pitched`` as soon as it is known (``None`` for
+    the rest if one fails)."""
     try:
         if groups is None:
             pitch, parts = pitch_of(x, lengths, x.shape[1]), None
-            published = [pitch]
+            if pitched is not None:
+                pitched.publish(0, pitch)
         else:
+            parts = []
             with validation(False):
-                parts = [(rows, pitch_of(x[rows, :size], lengths[rows], size)) for rows, size in groups]
-            published = [track for _, track in parts]
+                for g, (rows, size) in enumerate(groups):
+                    parts.append((rows, pitch_of(x[rows, :size], lengths[rows], size)))
+                    if pitched is not None:
+                        pitched.publish(g, parts[-1][1])
             pitch = merge_parts(parts, x.shape[0], n)
     finally:
         if pitched is not None:
-            pitched.publish(published)
+            pitched.fail_rest()
     return pitch, parts
 
 
@@ -247,16 +258,21 @@ class _FrameRows(NamedTuple):
     rows: dict[str, Tensor]
     harmonicity: HarmonicityTrack | None
     formants: FormantTrack | None
+    extra: Any = None
 
     @staticmethod
     def combine(parts: list[_FrameRows]) -> _FrameRows:
         """The rows and tracks of several analyses of the same items."""
-        harmonicity = [p.harmonicity for p in parts if p.harmonicity is not None]
-        formants = [p.formants for p in parts if p.formants is not None]
+
+        def first(values: list[Any]) -> Any:
+            present = [v for v in values if v is not None]
+            return present[0] if present else None
+
         return _FrameRows(
             {name: row for p in parts for name, row in p.rows.items()},
-            harmonicity[0] if harmonicity else None,
-            formants[0] if formants else None,
+            first([p.harmonicity for p in parts]),
+            first([p.formants for p in parts]),
+            first([p.extra for p in parts]),
         )
 
 
@@ -380,7 +396,7 @@ class VoiceFeatures(Stage):
         return length_groups(full_lengths(x) if lengths is None else lengths)
 
     def analyse(
-        self, x: Tensor, lengths: Tensor | None = None, *, voiced_formants_only: bool = False
+        self, x: Tensor, lengths: Tensor | None = None, *, voiced_only: bool = False
     ) -> VoiceAnalysis:
         """Run every analysis and return the features together with the tracks they came from.
 
@@ -390,10 +406,25 @@ class VoiceFeatures(Stage):
         and the walk run in a second thread while the HNR, formant and spectral analyses go on (same
         numbers).
 
-        ``voiced_formants_only``: analyse formants only at voiced frames (the others report none), all that
-        voiced-only statistics such as :func:`~mmtorch.audio.voice.egemaps` read; the formant analysis then
-        waits for the pitch track. A third less formant work on real speech; the same values where voiced.
+        ``voiced_only``: analyse HNR and formants only at voiced frames (the others report no periodicity
+        and no formant), all that voiced-only statistics such as :func:`~mmtorch.audio.voice.egemaps` read;
+        these analyses then wait for each group's pitch track. Less work where frames are unvoiced (a
+        third or more of real speech); the same values where voiced (HNR within ~1e-12 dB).
         """
+        return self._analyse(x, lengths, voiced_only)[0]
+
+    def _analyse(
+        self,
+        x: Tensor,
+        lengths: Tensor | None,
+        voiced_only: bool,
+        voiced_extra: Callable[[Tensor, Tensor, PitchTrack, FormantTrack], Any] | None = None,
+    ) -> tuple[VoiceAnalysis, Any]:
+        """:meth:`analyse`, and ``voiced_extra(x64, lengths, pitch, formants)`` of each group merged (``None``
+        without it): a further per-frame analysis that needs the pitch and formant tracks, run in the
+        group's formant task (so it needs ``voiced_only`` and the formant rows)."""
+        if voiced_extra is not None and not (voiced_only and set(self.features) & _FORMANTS):
+            raise ValueError("voiced_extra needs voiced_only and the formant rows")
         x, given = prepare_waveform(x, lengths, "VoiceFeatures")
         dtype = x.dtype
         lengths = full_lengths(x) if given is None else given
@@ -401,12 +432,12 @@ class VoiceFeatures(Stage):
         groups = self._groups(x, lengths)
         n = int(self.output_lengths(lengths.new_tensor([x.shape[1]]))[0])
         # Pitch and then the pulse walk (which needs the whole pitch track) run beside the HNR, formant
-        # and spectral analyses, which need only the frame times; these are tasks per group of items that
-        # the second thread joins in when the walk is done.
+        # and spectral analyses, which need only the frame times (and, voiced-only, each group's pitch
+        # track); these are tasks per group of items that the second thread joins in when the walk is done.
         parts = [(rows, x64[rows, :size], lengths[rows]) for rows, size in groups] if groups else []
         parts = parts or [(None, x64, lengths)]
-        pitched = _Published() if voiced_formants_only else None
-        tasks = self._frame_tasks([(xg, lg) for _, xg, lg in parts], pitched)
+        pitched = _Published(len(parts)) if voiced_only else None
+        tasks = self._frame_tasks([(xg, lg) for _, xg, lg in parts], pitched, voiced_extra)
         shared = _Shared([task for _, task in tasks])
         work = shared.after(self._pitch_and_pulses)
         with _concurrently(_use_second_thread(x64), work, x64, lengths, groups, n, pitched) as first:
@@ -433,9 +464,10 @@ class VoiceFeatures(Stage):
         valid = lengths_to_mask(frames, pitch.f0.shape[1])
         y = torch.stack([rows[name] for name in self.features], dim=1)
         y = torch.where(valid[:, None, :], y, 0.0).to(dtype)
-        return VoiceAnalysis(
+        analysis = VoiceAnalysis(
             zero_padding(y, frames), frames, pitch, pulses, frame.harmonicity, frame.formants
         )
+        return analysis, frame.extra
 
     def _grid(self, lengths: Tensor, samples: int) -> tuple[Tensor, Tensor] | None:
         """Whisper's and NeMo's frames when ``hop_length`` is set (``None``: Praat's pitch frames)."""
@@ -462,59 +494,70 @@ class VoiceFeatures(Stage):
         return pitch, *self._perturbation_rows(x64, lengths, pitch)
 
     def _frame_tasks(
-        self, groups: list[tuple[Tensor, Tensor]], pitched: _Published | None = None
+        self,
+        groups: list[tuple[Tensor, Tensor]],
+        pitched: _Published | None = None,
+        voiced_extra: Callable[[Tensor, Tensor, PitchTrack, FormantTrack], Any] | None = None,
     ) -> list[tuple[int, Callable[[], _FrameRows | None]]]:
         """The spectral, HNR and formant analyses of each group ``(x64, lengths)`` at the pitch frames'
-        times, as tasks ``(group, task)``: the formants and HNR of every group first (longest groups first),
-        then the cheaper spectral rows, so the last tasks to run are short. With ``pitched`` the formants
-        wait for the groups' pitch tracks (voiced frames only) and come last."""
+        times, as tasks ``(group, task)``: the HNR and formants of every group first (longest groups first),
+        then the cheaper spectral rows, so the last tasks to run are short. With ``pitched`` (voiced frames
+        only) the HNR and formants of each group wait for its pitch track, so the spectral rows come first,
+        then the groups' HNR and formants in the order their pitch tracks are published."""
         wanted = set(self.features)
         heavy: list[tuple[int, Callable[[], _FrameRows | None]]] = []
         light: list[tuple[int, Callable[[], _FrameRows | None]]] = []
-        late: list[tuple[int, Callable[[], _FrameRows | None]]] = []
         for g, (x64, lengths) in enumerate(groups):
             grid = self._grid(lengths, x64.shape[1])
             _, times = pitch_frames(lengths, x64.shape[1], self.sample_rate, self.time_step, self.floor, grid)
-            if wanted & _FORMANTS and pitched is None:
-                heavy.append(
-                    (g, lambda x64=x64, lengths=lengths, times=times: self._formants(x64, lengths, times))
-                )
-            elif wanted & _FORMANTS:
-                late.append(
-                    (
-                        g,
-                        lambda x64=x64, lengths=lengths, times=times, g=g: self._voiced_formants(
-                            x64, lengths, times, pitched, g
-                        ),
-                    )
-                )
             if wanted & _PERIODICITY:
-                heavy.append(
-                    (g, lambda x64=x64, lengths=lengths, times=times: self._hnr(x64, lengths, times))
-                )
+                heavy.append((g, self._task(self._hnr, x64, lengths, times, pitched, g)))
+            if wanted & _FORMANTS:
+                formants = partial(self._formants, extra=voiced_extra)
+                heavy.append((g, self._task(formants, x64, lengths, times, pitched, g)))
             if wanted & set(_SPECTRAL_NAMES):
-                light.append(
-                    (g, lambda x64=x64, lengths=lengths, times=times: self._spectral(x64, lengths, times))
-                )
-        return heavy + light + late
+                light.append((g, partial(self._spectral, x64, lengths, times)))
+        return heavy + light if pitched is None else light + heavy
 
-    def _voiced_formants(
-        self, x64: Tensor, lengths: Tensor, times: Tensor, pitched: _Published, g: int
-    ) -> _FrameRows | None:
-        track = pitched.wait()[g]
-        if track is None:  # the pitch analysis failed: its error comes from the other thread
-            return None
-        return self._formants(x64, lengths, times, only=track.voiced)
+    @staticmethod
+    def _task(
+        analysis: Callable[..., _FrameRows],
+        x64: Tensor,
+        lengths: Tensor,
+        times: Tensor,
+        pitched: _Published | None,
+        g: int,
+    ) -> Callable[[], _FrameRows | None]:
+        """``analysis(x64, lengths, times)``; with ``pitched``, at the voiced frames of group ``g``'s pitch
+        track once it is published (``None`` if the pitch analysis failed: its error comes from the other
+        thread)."""
+        if pitched is None:
+            return partial(analysis, x64, lengths, times)
 
-    def _hnr(self, x64: Tensor, lengths: Tensor, times: Tensor) -> _FrameRows:
-        harmonicity = harmonicity_cc(x64, lengths, self.sample_rate, times=times)
+        def voiced() -> _FrameRows | None:
+            track = pitched.wait(g)
+            return None if track is None else analysis(x64, lengths, times, track)
+
+        return voiced
+
+    def _hnr(
+        self, x64: Tensor, lengths: Tensor, times: Tensor, pitch: PitchTrack | None = None
+    ) -> _FrameRows:
+        only = None if pitch is None else pitch.voiced
+        harmonicity = harmonicity_cc(x64, lengths, self.sample_rate, times=times, only=only)
         return _FrameRows(
             {"HNR_dB": torch.where(harmonicity.voiced, harmonicity.hnr, 0.0)}, harmonicity, None
         )
 
     def _formants(
-        self, x64: Tensor, lengths: Tensor, times: Tensor, only: Tensor | None = None
+        self,
+        x64: Tensor,
+        lengths: Tensor,
+        times: Tensor,
+        pitch: PitchTrack | None = None,
+        extra: Callable[[Tensor, Tensor, PitchTrack, FormantTrack], Any] | None = None,
     ) -> _FrameRows:
+        only = None if pitch is None else pitch.voiced
         formants = formants_burg(
             x64, lengths, self.sample_rate, max_frequency=self.max_formant, times=times, only=only
         )
@@ -522,7 +565,8 @@ class VoiceFeatures(Stage):
         for k in range(3):
             rows[f"F{k + 1}_Hz"] = formants.frequency[..., k]
             rows[f"F{k + 1}_bandwidth_Hz"] = formants.bandwidth[..., k]
-        return _FrameRows(rows, None, formants)
+        more = None if extra is None or pitch is None else extra(x64, lengths, pitch, formants)
+        return _FrameRows(rows, None, formants, more)
 
     def _perturbation_rows(
         self, x64: Tensor, lengths: Tensor, pitch: PitchTrack

@@ -92,6 +92,7 @@ def harmonicity_cc(
     periods_per_window: float = 1.0,
     unvoiced_value: float = -200.0,
     times: Tensor | None = None,
+    only: Tensor | None = None,
 ) -> HarmonicityTrack:
     """HNR of every item by Praat's ``To Harmonicity (cc)`` (Praat's defaults).
 
@@ -105,6 +106,9 @@ def harmonicity_cc(
         sample_rate: Hz.
         times: optional ``(B, N)`` frame centres in seconds (time 0 = start of the first sample) to analyse
             instead of Praat's own grid, e.g. a pitch track's frames.
+        only: optional ``(B, N)`` bool over the frames (``times``, or Praat's grid): analyse only these;
+            the others are unvoiced. The analysed frames get the values the full analysis gives them
+            (within ~1e-12 dB: the frames' matrix products are blocked differently).
 
     Returns:
         :class:`HarmonicityTrack`.
@@ -129,6 +133,15 @@ def harmonicity_cc(
         times = times.to(torch.float64)
         left = torch.floor((times - 0.5 * dx) / dx + 1.0).to(torch.int64) - 1
         grid = _Grid(torch.full_like(lengths, n_max), times, left)
+    if only is not None:
+        if only.shape != grid.times.shape:
+            raise ValueError(
+                f"harmonicity_cc: only must be {tuple(grid.times.shape)}, got {tuple(only.shape)}"
+            )
+        settings = (time_step, floor, silence_threshold, periods_per_window, unvoiced_value)
+        return _harmonicity_of(
+            only & lengths_to_mask(grid.counts, n_max), x, lengths, sample_rate, grid, settings
+        )
     batch = x.shape[0]
 
     cumsum = torch.nn.functional.pad(torch.cumsum(x, dim=1), (1, 0))
@@ -208,6 +221,34 @@ def harmonicity_cc(
     valid = lengths_to_mask(grid.counts, n_max)
     hnr = torch.where(valid, hnr, 0.0)
     return HarmonicityTrack(hnr, voiced, torch.where(valid, grid.times, 0.0), grid.counts)
+
+
+def _harmonicity_of(
+    wanted: Tensor,
+    x: Tensor,
+    lengths: Tensor,
+    sample_rate: float,
+    grid: _Grid,
+    settings: tuple[float, float, float, float, float],
+) -> HarmonicityTrack:
+    """:func:`harmonicity_cc` of the ``wanted`` frames of ``grid`` only (each item's first, packed), the
+    other frames unvoiced."""
+    batch, n_max = grid.times.shape
+    unvoiced_value = settings[-1]
+    count = wanted.sum(dim=1)
+    k_max = int(count.max()) if batch else 0
+    # Each item's wanted frames first, in order; then (unused) other frames, so the columns are distinct.
+    columns = torch.argsort((~wanted).to(torch.int8), dim=1, stable=True)[:, :k_max]
+    packed = harmonicity_cc(x, lengths, sample_rate, *settings, times=grid.times.gather(1, columns))
+    used = torch.arange(k_max, device=x.device) < count[:, None]
+    valid = lengths_to_mask(grid.counts, n_max)
+    voiced = torch.zeros_like(wanted).scatter(1, columns, packed.voiced & used)
+    hnr = torch.full_like(grid.times, unvoiced_value).scatter(
+        1, columns, torch.where(used, packed.hnr, unvoiced_value)
+    )
+    return HarmonicityTrack(
+        torch.where(valid, hnr, 0.0), voiced, torch.where(valid, grid.times, 0.0), grid.counts
+    )
 
 
 def harmonicity_mean(track: HarmonicityTrack, empty_value: float = 0.0) -> Tensor:

@@ -90,10 +90,10 @@ def voice_report(
     # formant means read only the frames around voiced pitch frames, so the formant tasks wait for the
     # pitch tracks and analyse only those frames (unvoiced stretches are a third of real speech).
     pieces = [(x[rows, :size], lengths[rows]) for rows, size in groups] if groups else [(x, lengths)]
-    pitched = _Published()
+    pitched = _Published(len(pieces))
 
     def formants_where_read(g: int) -> FormantTrack | None:
-        track = pitched.wait()[g]
+        track = pitched.wait(g)
         if track is None:  # the pitch analysis failed: its error comes from the other thread
             return None
         voiced_times = torch.where(track.voiced, track.times, math.nan)

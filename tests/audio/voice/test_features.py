@@ -378,33 +378,50 @@ def test_a_failing_shared_task_ends_the_queue_for_both_threads() -> None:
     assert ran == []
 
 
-def test_voiced_formants_only_equals_the_full_analysis_where_voiced(batch) -> None:
-    """What ``egemaps`` asks for: formants only at voiced frames, the same values there, no formant at the
-    other frames; every other row unchanged (both under this test's one torch thread)."""
+def test_voiced_only_equals_the_full_analysis_where_voiced(batch) -> None:
+    """What ``egemaps`` asks for: HNR and formants only at voiced frames, the same values there (HNR to
+    the last bits of its blocked matrix products), none at the other frames; every other row unchanged
+    (both under this test's one torch thread)."""
     x, lengths, _ = batch
     analysis = VoiceFeatures(16000).analyse(x, lengths)
-    voiced_only = VoiceFeatures(16000).analyse(x, lengths, voiced_formants_only=True)
-    voiced = analysis.pitch.voiced
+    voiced_only = VoiceFeatures(16000).analyse(x, lengths, voiced_only=True)
+    voiced = analysis.pitch.voiced[:, None]
     formant_rows = [i for i, name in enumerate(VOICE_FEATURES) if name[0] == "F" and name[1] in "123"]
-    other_rows = [i for i in range(len(VOICE_FEATURES)) if i not in formant_rows]
+    hnr_rows = [VOICE_FEATURES.index("HNR_dB")]
+    other_rows = [i for i in range(len(VOICE_FEATURES)) if i not in formant_rows + hnr_rows]
     assert torch.equal(voiced_only.features[:, other_rows], analysis.features[:, other_rows])
-    ours, full = voiced_only.features[:, formant_rows], analysis.features[:, formant_rows]
-    assert torch.equal(ours * voiced[:, None], full * voiced[:, None])
-    assert not ours[~voiced[:, None].expand_as(ours)].any() and full[~voiced[:, None].expand_as(full)].any()
+    for rows in (formant_rows, hnr_rows):
+        ours, full = voiced_only.features[:, rows], analysis.features[:, rows]
+        if rows == formant_rows:
+            assert torch.equal(ours * voiced, full * voiced)
+        else:
+            torch.testing.assert_close(ours * voiced, full * voiced, rtol=0, atol=1e-9)
+        assert not ours[~voiced.expand_as(ours)].any() and full[~voiced.expand_as(full)].any()
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("fail_at", [0, 1])
 @pytest.mark.parametrize("second_thread", [False, True])
-def test_a_failing_pitch_analysis_leaves_no_formant_task_waiting(
-    monkeypatch, batch, second_thread: bool
+def test_a_failing_pitch_analysis_leaves_no_task_waiting(
+    monkeypatch, batch, second_thread: bool, fail_at: int
 ) -> None:
+    """Voiced-only HNR and formant tasks wait for their group's pitch track; when the pitch analysis of
+    one group fails (the first, or a later one after earlier groups' tracks were handed over), the tasks
+    of the groups without a track stop waiting and the error reaches the caller."""
     from mmtorch.audio.voice import features
 
+    calls = []
+    working = features.pitch_ac
+
     def broken(*args, **kwargs):
-        raise RuntimeError("pitch analysis failed")
+        calls.append(1)
+        if len(calls) > fail_at:
+            raise RuntimeError("pitch analysis failed")
+        return working(*args, **kwargs)
 
     monkeypatch.setattr(features, "pitch_ac", broken)
     monkeypatch.setattr(features, "_use_second_thread", lambda _: second_thread)
+    monkeypatch.setattr(features, "_GROUP_ITEMS", 1)  # one group per item
     x, lengths, _ = batch
     with pytest.raises(RuntimeError, match="pitch analysis failed"):
-        VoiceFeatures(16000).analyse(x, lengths, voiced_formants_only=True)
+        VoiceFeatures(16000).analyse(x, lengths, voiced_only=True)

@@ -95,3 +95,30 @@ def test_stage_contract_details() -> None:
     torch.testing.assert_close(y[0, :, : int(frames[0])], alone[0])
     empty = harmonicity_mean(harmonicity_cc(torch.zeros(1, 4000), None, 16000))
     assert empty.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("on_pitch_frames", [False, True])
+def test_only_some_frames_gives_their_values_and_leaves_the_rest_unvoiced(on_pitch_frames: bool) -> None:
+    """``only`` (what ``egemaps`` uses: it reads HNR at voiced frames only) analyses just those frames, on
+    Praat's grid or on given times: their values are the full analysis' (up to the last bits of the
+    frames' matrix products, which are blocked differently), every other frame is unvoiced; a mask of the
+    wrong shape is refused."""
+    from mmtorch.audio.voice import pitch_ac
+
+    x, lengths = pad_batch(SPEECH)
+    times = pitch_ac(x, lengths, 16000).times if on_pitch_frames else None
+    full = harmonicity_cc(x, lengths, 16000, times=times)
+    # every other voiced frame, and some frames past an item's end (which stay empty)
+    only = full.voiced.clone()
+    only[:, ::2] = False
+    only[:, -3:] = True
+    part = harmonicity_cc(x, lengths, 16000, times=times, only=only)
+    assert torch.equal(part.times, full.times) and torch.equal(part.lengths, full.lengths)
+    valid = torch.arange(full.hnr.shape[1]) < full.lengths[:, None]
+    wanted = only & valid
+    assert wanted.sum() > 0.3 * full.voiced.sum()
+    assert torch.equal(part.voiced, full.voiced & wanted)
+    torch.testing.assert_close(part.hnr[wanted], full.hnr[wanted], rtol=0, atol=1e-9)
+    assert (part.hnr[valid & ~wanted] == -200).all() and (part.hnr[~valid] == 0).all()
+    with pytest.raises(ValueError, match="only must be"):
+        harmonicity_cc(x, lengths, 16000, times=times, only=only[:, 1:])
