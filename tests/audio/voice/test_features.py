@@ -4,6 +4,7 @@ the analyses tested against Praat, librosa and openSMILE elsewhere."""
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import parselmouth
@@ -218,7 +219,6 @@ def test_pulse_walk_beside_the_frame_analyses_changes_nothing(monkeypatch, strat
     """On a CPU with several torch threads pitch and the pulse walk run in a second thread while HNR,
     formants and the spectral rows are computed; the numbers are those of running one after the other, and
     the thread keeps the caller's grad and inference modes."""
-    import threading
 
     from mmtorch.audio.voice import features, pulses, report
 
@@ -307,7 +307,6 @@ def test_shared_tasks_run_once_each_in_order_of_results_with_checks_off() -> Non
     """The frame analyses are tasks that the caller and the second thread both take until none is left:
     each runs once, its result lands in its own slot, and input checks are off inside (the batch was
     checked once), in whichever thread runs it."""
-    import threading
 
     from mmtorch.audio.stage import validating
     from mmtorch.audio.voice.features import _concurrently, _Shared
@@ -425,3 +424,50 @@ def test_a_failing_pitch_analysis_leaves_no_task_waiting(
     x, lengths, _ = batch
     with pytest.raises(RuntimeError, match="pitch analysis failed"):
         VoiceFeatures(16000).analyse(x, lengths, voiced_only=True)
+
+
+@pytest.mark.parametrize(("threads", "fails"), [(4, False), (4, True), (3, False)])
+def test_each_thread_gets_half_the_intra_op_threads_and_the_count_is_restored(
+    monkeypatch, batch, threads: int, fails: bool
+) -> None:
+    """With 4 torch threads, the caller's thread and the second thread each run their operations on 2
+    (two threads each using all of them oversubscribe the cores; with 3 the caller gets 2); afterwards,
+    or after an error, the caller has them all again. The numbers are those of a one-thread run, up to
+    rounding."""
+    from mmtorch.audio.voice import features
+
+    if not features._openmp():
+        pytest.skip("ATen's native thread pool cannot change its size once work has started")
+    pitch, hnr = features.pitch_ac, features.harmonicity_cc
+    x, lengths, _ = batch
+    alone = None if fails else VoiceFeatures(16000)(x, lengths)[0]  # this module's one thread
+    seen: dict[str, list] = {"second": [], "caller": []}
+
+    def spy_pitch(*args, **kwargs):
+        seen["second"].append(
+            (threading.current_thread() is threading.main_thread(), torch.get_num_threads())
+        )
+        if fails:
+            raise RuntimeError("pitch analysis failed")
+        return pitch(*args, **kwargs)
+
+    def spy_hnr(*args, **kwargs):  # the first task, which the caller takes at once
+        if threading.current_thread() is threading.main_thread():
+            seen["caller"].append(torch.get_num_threads())
+        return hnr(*args, **kwargs)
+
+    monkeypatch.setattr(features, "pitch_ac", spy_pitch)
+    monkeypatch.setattr(features, "harmonicity_cc", spy_hnr)
+    torch.set_num_threads(threads)
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="pitch analysis failed"):
+                VoiceFeatures(16000)(x, lengths)
+        else:
+            both, _ = VoiceFeatures(16000)(x, lengths)
+            torch.testing.assert_close(both, alone, rtol=1e-9, atol=1e-9)  # up to the order of sums
+        assert seen["second"] and set(seen["second"]) == {(False, threads // 2)}
+        assert seen["caller"] and set(seen["caller"]) == {threads - threads // 2}
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(1)
