@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import gather_windows, outside_autograd
+from mmtorch.audio.voice.framing import gather_windows, outside_autograd, packed_columns
 from mmtorch.audio.voice.lpc import lpc_burg
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -436,14 +436,11 @@ def _formants_of(
     frames without formants."""
     batch, n_max = grid.shape
     n_formants = settings[3]
-    count = wanted.sum(dim=1)
-    k_max = int(count.max()) if batch else 0
-    # Each item's wanted frames first, in order; then (unused) other frames, so the columns are distinct.
-    columns = torch.argsort((~wanted).to(torch.int8), dim=1, stable=True)[:, :k_max]
+    columns, used = packed_columns(wanted)
     freq, bandwidth, present = formants_at(
         y, lengths, rate, grid.gather(1, columns), *settings, first_sample=first_sample
     )
-    used = (torch.arange(k_max, device=grid.device) < count[:, None])[..., None]
+    used = used[..., None]
     where = columns[..., None].expand(-1, -1, n_formants)
     full = grid.new_zeros(batch, n_max, n_formants)
     return (

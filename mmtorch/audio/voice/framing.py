@@ -201,6 +201,17 @@ def row_blocks(fn: Callable[[Tensor], Tensor], x: Tensor, width: int) -> Tensor:
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
+def packed_columns(wanted: Tensor) -> tuple[Tensor, Tensor]:
+    """For analysing only the ``wanted`` frames ``(B, N)`` of each item: ``(B, K)`` column indices, each
+    item's wanted columns first and in order, then other columns so that an item's indices are distinct
+    (``K`` is the most frames any item wants), and ``(B, K)`` whether each is wanted. Gather the frames'
+    times with the indices, analyse, and scatter the results back with the same indices."""
+    count = wanted.sum(dim=1)
+    most = int(count.max()) if wanted.shape[0] else 0
+    columns = torch.argsort((~wanted).to(torch.int8), dim=1, stable=True)[:, :most]
+    return columns, torch.arange(most, device=wanted.device) < count[:, None]
+
+
 def magnitude(spectrum: Tensor) -> Tensor:
     """``|X|`` of a complex spectrum as ``sqrt(re^2 + im^2)``: within an ulp of ``abs`` (``hypot``, which
     guards against overflow no spectrum of audio reaches) and twice as fast; gradient 0 at 0, as ``abs``."""

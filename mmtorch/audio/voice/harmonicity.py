@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
-from mmtorch.audio.voice.framing import gather_windows, outside_autograd, row_blocks
+from mmtorch.audio.voice.framing import gather_windows, outside_autograd, packed_columns, row_blocks
 from mmtorch.audio.voice.pitch import (
     _global_peak,
     _Grid,
@@ -233,14 +233,10 @@ def _harmonicity_of(
 ) -> HarmonicityTrack:
     """:func:`harmonicity_cc` of the ``wanted`` frames of ``grid`` only (each item's first, packed), the
     other frames unvoiced."""
-    batch, n_max = grid.times.shape
+    n_max = grid.times.shape[1]
     unvoiced_value = settings[-1]
-    count = wanted.sum(dim=1)
-    k_max = int(count.max()) if batch else 0
-    # Each item's wanted frames first, in order; then (unused) other frames, so the columns are distinct.
-    columns = torch.argsort((~wanted).to(torch.int8), dim=1, stable=True)[:, :k_max]
+    columns, used = packed_columns(wanted)
     packed = harmonicity_cc(x, lengths, sample_rate, *settings, times=grid.times.gather(1, columns))
-    used = torch.arange(k_max, device=x.device) < count[:, None]
     valid = lengths_to_mask(grid.counts, n_max)
     voiced = torch.zeros_like(wanted).scatter(1, columns, packed.voiced & used)
     hnr = torch.full_like(grid.times, unvoiced_value).scatter(
