@@ -225,6 +225,12 @@ CASES: list[Case] = [
         differentiable=False,
     ),
     Case(
+        "voice_features_voiced_only",
+        lambda: VoiceFeatures(8000, floor=100.0, ceiling=900.0, max_formant=3500.0, voiced_only=True),
+        max_len=2400,
+        differentiable=False,
+    ),
+    Case(
         "voice_features_hop_grid",
         lambda: VoiceFeatures(8000, floor=100.0, ceiling=900.0, max_formant=3500.0, hop_length=80),
         max_len=2400,

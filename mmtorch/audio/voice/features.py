@@ -342,6 +342,10 @@ class VoiceFeatures(Stage):
         strategy: ``"batch"`` (the padded batch at once; best on GPUs), ``"items"`` (groups of items of
             similar length, up to 16 items and 36 s of 16 kHz audio padded; faster on CPUs, see
             :func:`length_groups`) or ``"auto"`` (items on CPU, batch elsewhere). Same numbers.
+        voiced_only: report HNR, jitter, shimmer and formants only at voiced frames, 0 elsewhere (as
+            eGeMAPS's voicing-gated low-level descriptors); HNR and formants are then analysed only there,
+            which saves their work on the unvoiced frames (a third or more of real speech). The voiced
+            frames' values are the same (HNR within ~1e-12 dB).
 
     Shape:
         ``(B, T)`` → ``(B, len(features), N)`` with ``N`` the pitch frames (0 for an item shorter than
@@ -366,11 +370,13 @@ class VoiceFeatures(Stage):
         perturbation_window: float = 0.06,
         hop_length: int | None = None,
         strategy: str = "auto",
+        voiced_only: bool = False,
     ) -> None:
         super().__init__()
         if strategy not in ("auto", "batch", "items"):
             raise ValueError(f"strategy must be 'auto', 'batch' or 'items', got {strategy!r}")
         self.strategy = strategy
+        self.voiced_only = bool(voiced_only)
         names = list(VOICE_FEATURES if features is None else features)
         unknown = [n for n in names if n not in VOICE_FEATURES]
         if unknown or not names:
@@ -417,7 +423,7 @@ class VoiceFeatures(Stage):
         return length_groups(full_lengths(x) if lengths is None else lengths)
 
     def analyse(
-        self, x: Tensor, lengths: Tensor | None = None, *, voiced_only: bool = False
+        self, x: Tensor, lengths: Tensor | None = None, *, voiced_only: bool | None = None
     ) -> VoiceAnalysis:
         """Run every analysis and return the features together with the tracks they came from.
 
@@ -427,12 +433,12 @@ class VoiceFeatures(Stage):
         and the walk run in a second thread while the HNR, formant and spectral analyses go on (same
         numbers).
 
-        ``voiced_only``: analyse HNR and formants only at voiced frames (the others report no periodicity
-        and no formant), all that voiced-only statistics such as :func:`~mmtorch.audio.voice.egemaps` read;
-        these analyses then wait for each group's pitch track. Less work where frames are unvoiced (a
-        third or more of real speech); the same values where voiced (HNR within ~1e-12 dB).
+        ``voiced_only`` (default: the stage's setting): HNR, jitter, shimmer and formants only at voiced
+        frames (the others report no periodicity, 0 and no formant), all that voiced-only statistics such
+        as :func:`~mmtorch.audio.voice.egemaps` read; the HNR and formant analyses then skip the unvoiced
+        frames, waiting for each group's pitch track.
         """
-        return self._analyse(x, lengths, voiced_only)[0]
+        return self._analyse(x, lengths, self.voiced_only if voiced_only is None else voiced_only)[0]
 
     def _analyse(
         self,
@@ -479,7 +485,10 @@ class VoiceFeatures(Stage):
                 pitch.voiced, 12.0 * torch.log2(pitch.f0.clamp(min=1e-9) / 27.5), 0.0
             ),
             **frame.rows,
-            **perturbation,
+            **{
+                name: torch.where(pitch.voiced, row, 0.0) if voiced_only else row
+                for name, row in perturbation.items()
+            },
         }
         frames = pitch.lengths
         valid = lengths_to_mask(frames, pitch.f0.shape[1])
@@ -649,5 +658,5 @@ class VoiceFeatures(Stage):
             f"sample_rate={self.sample_rate}, features={shown}, time_step={self.time_step:g}, "
             f"floor={self.floor:g}, ceiling={self.ceiling:g}, max_formant={self.max_formant:g}, "
             f"perturbation_window={self.perturbation_window:g}, hop_length={self.hop_length}, "
-            f"strategy={self.strategy!r}"
+            f"strategy={self.strategy!r}, voiced_only={self.voiced_only}"
         )

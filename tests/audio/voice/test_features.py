@@ -378,24 +378,37 @@ def test_a_failing_shared_task_ends_the_queue_for_both_threads() -> None:
 
 
 def test_voiced_only_equals_the_full_analysis_where_voiced(batch) -> None:
-    """What ``egemaps`` asks for: HNR and formants only at voiced frames, the same values there (HNR to
-    the last bits of its blocked matrix products), none at the other frames; every other row unchanged
-    (both under this test's one torch thread)."""
+    """What ``egemaps`` asks for, and ``VoiceFeatures(voiced_only=True)`` gives: HNR, jitter, shimmer and
+    formants only at voiced frames, the same values there (HNR to the last bits of its blocked matrix
+    products), 0 at the other frames; every other row unchanged (all under this test's one torch thread)."""
     x, lengths, _ = batch
     analysis = VoiceFeatures(16000).analyse(x, lengths)
-    voiced_only = VoiceFeatures(16000).analyse(x, lengths, voiced_only=True)
+    asked = VoiceFeatures(16000).analyse(x, lengths, voiced_only=True)
+    staged = VoiceFeatures(16000, voiced_only=True)
+    assert "voiced_only=True" in repr(staged)
+    assert torch.equal(staged(x, lengths)[0], asked.features)
+    assert torch.equal(
+        VoiceFeatures(16000, voiced_only=True).analyse(x, lengths, voiced_only=False).features,
+        analysis.features,
+    )
     voiced = analysis.pitch.voiced[:, None]
     formant_rows = [i for i, name in enumerate(VOICE_FEATURES) if name[0] == "F" and name[1] in "123"]
     hnr_rows = [VOICE_FEATURES.index("HNR_dB")]
-    other_rows = [i for i in range(len(VOICE_FEATURES)) if i not in formant_rows + hnr_rows]
-    assert torch.equal(voiced_only.features[:, other_rows], analysis.features[:, other_rows])
-    for rows in (formant_rows, hnr_rows):
-        ours, full = voiced_only.features[:, rows], analysis.features[:, rows]
-        if rows == formant_rows:
-            assert torch.equal(ours * voiced, full * voiced)
-        else:
+    perturbation_rows = [
+        VOICE_FEATURES.index(n) for n in ("jitter_local", "shimmer_local", "shimmer_local_dB")
+    ]
+    gated = formant_rows + hnr_rows + perturbation_rows
+    other_rows = [i for i in range(len(VOICE_FEATURES)) if i not in gated]
+    assert torch.equal(asked.features[:, other_rows], analysis.features[:, other_rows])
+    for rows in (formant_rows, hnr_rows, perturbation_rows):
+        ours, full = asked.features[:, rows], analysis.features[:, rows]
+        if rows == hnr_rows:
             torch.testing.assert_close(ours * voiced, full * voiced, rtol=0, atol=1e-9)
-        assert not ours[~voiced.expand_as(ours)].any() and full[~voiced.expand_as(full)].any()
+        else:
+            assert torch.equal(ours * voiced, full * voiced)
+        assert not ours[~voiced.expand_as(ours)].any()
+        if rows != perturbation_rows:  # analysed everywhere, these have values where unvoiced
+            assert full[~voiced.expand_as(full)].any()
 
 
 @pytest.mark.timeout(120)
