@@ -4,7 +4,8 @@
 Every system processes the same utterances (synthetic speech from ``mmtorch.demo.synthetic_speech``,
 1–8 s at 16 kHz, and the espeak-ng fixtures). Prints a markdown table: median wall time over repeats,
 seconds of audio per second, speed relative to openSMILE, and the largest deviation of mmtorch's voice
-report from Praat's on every utterance.
+report from Praat's on every utterance; then a second table: the Pitch, Harmonicity and Formants stages on their own,
+the padded batch at once against groups of items of similar length (their CPU default).
 
     python benchmarks/voice.py [--utterances 24] [--repeats 3] [--threads N]
 """
@@ -22,7 +23,7 @@ import parselmouth
 import soundfile
 import torch
 
-from mmtorch.audio.voice import VoiceFeatures, egemaps, voice_report
+from mmtorch.audio.voice import Formants, Harmonicity, Pitch, VoiceFeatures, egemaps, voice_report
 from mmtorch.bench import machine, praat_voice_report, timed
 from mmtorch.demo import synthetic_speech
 
@@ -150,6 +151,16 @@ def main() -> None:
         print(
             f"| {system} | {how} | {seconds:.3f} | {total / seconds:,.1f} | {t_smile / seconds:.2f}× | {note} |"
         )
+
+    # The Praat-style stages on their own: the padded batch at once against groups of items of similar
+    # length (the CPU default, strategy="auto").
+    print('\n| stage, padded CPU batch | `strategy="batch"` (s) | `"auto"`: groups (s) | speed-up |')
+    print("|---|---|---|---|")
+    for stage_cls in (Pitch, Harmonicity, Formants):
+        whole, grouped = stage_cls(16000, strategy="batch"), stage_cls(16000)
+        t_whole = timed_median(lambda s=whole: s(batch32, lengths), args.repeats)
+        t_grouped = timed_median(lambda s=grouped: s(batch32, lengths), args.repeats)
+        print(f"| `{stage_cls.__name__}` | {t_whole:.3f} | {t_grouped:.3f} | {t_whole / t_grouped:.1f}× |")
 
 
 if __name__ == "__main__":

@@ -218,6 +218,27 @@ CASES: list[Case] = [
         max_len=1200,
         differentiable=False,
     ),
+    # The same on the padded batch at once (the default, "auto", runs a CPU batch in groups of items).
+    Case(
+        "voice_pitch_batch",
+        lambda: Pitch(4000, floor=100.0, ceiling=900.0, strategy="batch"),
+        max_len=1200,
+        differentiable=False,
+    ),
+    Case(
+        "voice_harmonicity_batch",
+        lambda: Harmonicity(4000, floor=100.0, strategy="batch"),
+        max_len=1200,
+        differentiable=False,
+    ),
+    Case(
+        "voice_formants_batch",
+        lambda: Formants(
+            8000, max_frequency=2000.0, window_length=0.01, max_formants=2.0, n_formants=2, strategy="batch"
+        ),
+        max_len=1200,
+        differentiable=False,
+    ),
     Case(
         "voice_features",
         lambda: VoiceFeatures(8000, floor=100.0, ceiling=900.0, max_formant=3500.0),

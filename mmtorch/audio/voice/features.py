@@ -37,6 +37,7 @@ from mmtorch.audio.voice.descriptors import (
 )
 from mmtorch.audio.voice.formants import FormantTrack, formants_burg
 from mmtorch.audio.voice.framing import gather_windows, magnitude, row_blocks, safe_log
+from mmtorch.audio.voice.groups import check_strategy, item_groups, length_groups, merge_parts
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc
 from mmtorch.audio.voice.perturbation import jitter_local_windows, shimmer_local_windows
 from mmtorch.audio.voice.pitch import PitchTrack, hop_grid, pitch_ac, pitch_frames, praat_frame_grid
@@ -73,19 +74,10 @@ VOICE_FEATURES: tuple[str, ...] = (
     "F3_bandwidth_Hz",
 )
 
-_T = TypeVar("_T", bound=tuple)
-
 _PERIODICITY = {"HNR_dB"}
 _PERTURBATION = {"jitter_local", "shimmer_local", "shimmer_local_dB"}
 _FORMANTS = {name for name in VOICE_FEATURES if name[0] == "F" and name[1] in "123"}
 
-
-# Groups for the "items" strategy on CPU: items of similar length, at most _GROUP_ITEMS of them and
-# _GROUP_SAMPLES padded samples (36 s at 16 kHz). Small groups keep temporaries in cache and waste little on
-# padding; more items per group amortize the per-operation overhead. Measured on one core against groups
-# of 8 items: 3 % faster on 1-8 s items, 6 % on 0.5-2 s items, 11-20 % on 15-20 s items.
-_GROUP_ITEMS = 16
-_GROUP_SAMPLES = 576_000
 
 _R = TypeVar("_R")
 
@@ -227,54 +219,6 @@ def _pitch_by_groups(
     return pitch, parts
 
 
-def length_groups(
-    lengths: Tensor, samples: int | None = None, most: int | None = None
-) -> list[tuple[Tensor, int]]:
-    """Item indices sorted by length (longest first) in groups, each with its longest length. A group takes
-    the longest items left, as many as fit in ``samples`` padded samples (at least one, at most ``most``;
-    defaults: the "items" strategy's 576,000 and 16)."""
-    samples = _GROUP_SAMPLES if samples is None else samples
-    most = _GROUP_ITEMS if most is None else most
-    order = torch.argsort(lengths.cpu(), descending=True, stable=True)
-    ordered = lengths.cpu()[order].tolist()
-    groups, i = [], 0
-    while i < len(ordered):
-        size = min(most, max(1, samples // max(int(ordered[i]), 1)))
-        groups.append((order[i : i + size].to(lengths.device), int(ordered[i])))
-        i += size
-    return groups
-
-
-def merge_parts(parts: list[tuple[Tensor, _T]], batch: int, n: int) -> _T:
-    """One batch-wide result (a track, a dict of rows, or a NamedTuple of those) from the results of
-    groups of its items, given as ``(rows, part)`` pairs.
-
-    Per-item tensors ``(B_g,)`` go to their rows; per-frame tensors ``(B_g, N_g, ...)`` to their rows and
-    first ``N_g`` frames of ``(batch, n, ...)``, zeros after; NamedTuples and dicts are merged field by
-    field (plain tuples element by element); anything else (``None``, a time step) is taken from the first part.
-    """
-    rows = [r for r, _ in parts]
-    return _merge([p for _, p in parts], rows, batch, n)
-
-
-def _merge(values: list, rows: list[Tensor], batch: int, n: int) -> Any:
-    first = values[0]
-    if isinstance(first, Tensor):
-        out = first.new_zeros((batch,) if first.dim() == 1 else (batch, n, *first.shape[2:]))
-        for where, piece in zip(rows, values, strict=True):
-            if piece.dim() == 1:
-                out[where] = piece
-            else:
-                out[where, : piece.shape[1]] = piece
-        return out
-    if isinstance(first, dict):
-        return {key: _merge([v[key] for v in values], rows, batch, n) for key in first}
-    if isinstance(first, tuple):
-        merged = (_merge([v[i] for v in values], rows, batch, n) for i in range(len(first)))
-        return type(first)(*merged) if hasattr(first, "_fields") else tuple(merged)
-    return first
-
-
 class _FrameRows(NamedTuple):
     rows: dict[str, Tensor]
     harmonicity: HarmonicityTrack | None
@@ -373,9 +317,7 @@ class VoiceFeatures(Stage):
         voiced_only: bool = False,
     ) -> None:
         super().__init__()
-        if strategy not in ("auto", "batch", "items"):
-            raise ValueError(f"strategy must be 'auto', 'batch' or 'items', got {strategy!r}")
-        self.strategy = strategy
+        self.strategy = check_strategy(strategy)
         self.voiced_only = bool(voiced_only)
         names = list(VOICE_FEATURES if features is None else features)
         unknown = [n for n in names if n not in VOICE_FEATURES]
@@ -414,13 +356,7 @@ class VoiceFeatures(Stage):
 
     def _groups(self, x: Tensor, lengths: Tensor | None) -> list[tuple[Tensor, int]] | None:
         """Groups of items of similar length for the ``"items"`` strategy (``None``: one padded batch)."""
-        strategy = self.strategy
-        if strategy == "auto":
-            cpu = isinstance(x, Tensor) and x.device.type == "cpu" and x.dim() >= 2 and x.shape[0] > 1
-            strategy = "items" if cpu and not torch.compiler.is_compiling() else "batch"
-        if strategy == "batch":
-            return None
-        return length_groups(full_lengths(x) if lengths is None else lengths)
+        return item_groups(self.strategy, x, lengths)
 
     def analyse(
         self, x: Tensor, lengths: Tensor | None = None, *, voiced_only: bool | None = None

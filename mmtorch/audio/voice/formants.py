@@ -22,6 +22,7 @@ from torch import Tensor
 
 from mmtorch.audio.stage import Stage, prepare_waveform, zero_padding
 from mmtorch.audio.voice.framing import gather_windows, outside_autograd, packed_columns
+from mmtorch.audio.voice.groups import check_strategy, run_in_groups
 from mmtorch.audio.voice.lpc import lpc_burg
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -457,6 +458,15 @@ class Formants(Stage):
     no such formant. Frames are Praat's (``time_step`` apart, default ``window_length / 4``, centred in the
     item, ``2 * window_length`` long). Not differentiable as a whole (roots are sorted and filtered).
 
+    Args:
+        sample_rate: Hz.
+        time_step, max_formants, max_frequency, window_length, preemphasis_from: Praat's ``To Formant
+            (burg)`` settings (``time_step=0``: ``window_length / 4``).
+        n_formants: formants reported per frame.
+        strategy: ``"batch"`` (the padded batch at once; best on GPUs), ``"items"`` (groups of items of
+            similar length; several times faster on CPUs, see :mod:`mmtorch.audio.voice.groups`) or
+            ``"auto"`` (items on CPU, batch elsewhere and under ``torch.compile``). Same numbers.
+
     Shape:
         ``(B, T)`` → ``(B, 2 * n_formants, N)``.
     """
@@ -472,8 +482,10 @@ class Formants(Stage):
         window_length: float = 0.025,
         preemphasis_from: float = 50.0,
         n_formants: int = 3,
+        strategy: str = "auto",
     ) -> None:
         super().__init__()
+        self.strategy = check_strategy(strategy)
         if max_frequency <= 0 or window_length <= 0 or max_formants <= 0 or n_formants < 1:
             raise ValueError(
                 "Formants: max_frequency, window_length, max_formants and n_formants must be positive"
@@ -506,6 +518,9 @@ class Formants(Stage):
         return self._track(x, lengths)
 
     def _track(self, x: Tensor, lengths: Tensor | None) -> FormantTrack:
+        return run_in_groups(self._analysis, self.strategy, x, lengths, self.output_lengths)
+
+    def _analysis(self, x: Tensor, lengths: Tensor | None) -> FormantTrack:
         return formants_burg(
             x,
             lengths,
@@ -528,5 +543,5 @@ class Formants(Stage):
         return (
             f"sample_rate={self.sample_rate:g}, time_step={self.time_step:g}, max_formants={self.max_formants:g}, "
             f"max_frequency={self.max_frequency:g}, window_length={self.window_length:g}, "
-            f"preemphasis_from={self.preemphasis_from:g}, n_formants={self.n_formants}"
+            f"preemphasis_from={self.preemphasis_from:g}, n_formants={self.n_formants}, strategy={self.strategy!r}"
         )

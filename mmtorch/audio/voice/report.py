@@ -14,10 +14,9 @@ from mmtorch.audio.voice.features import (
     _Published,
     _Shared,
     _use_second_thread,
-    length_groups,
-    merge_parts,
 )
 from mmtorch.audio.voice.formants import FormantTrack, formants_burg
+from mmtorch.audio.voice.groups import item_groups, merge_parts
 from mmtorch.audio.voice.harmonicity import HarmonicityTrack, harmonicity_cc, harmonicity_mean
 from mmtorch.audio.voice.perturbation import Perturbation, jitter_local, shimmer_local
 from mmtorch.audio.voice.pitch import PitchTrack, pitch_ac, praat_frame_grid
@@ -83,7 +82,7 @@ def voice_report(
     # Pitch, HNR and formants are frame-wise: on CPU they run in groups of similar length (same numbers,
     # less padding). The pulse walk's cost is per time step, so it runs once over the whole batch. Pitch and
     # the walk run beside HNR and formants (in a second thread on a CPU with more than one torch thread).
-    groups = length_groups(lengths) if x.device.type == "cpu" and x.shape[0] > 1 else None
+    groups = item_groups("auto", x, lengths)
     n = int(praat_frame_grid(lengths.new_tensor([x.shape[1]]), sample_rate, 3.0 / floor, 0.75 / floor)[0][0])
     settings = (sample_rate, floor, ceiling, empty_value)
     # HNR and formants per group are tasks that the second thread joins in when the walk is done. The

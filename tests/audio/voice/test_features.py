@@ -185,13 +185,13 @@ def test_groups_of_items_equal_the_padded_batch(monkeypatch) -> None:
     """11 items: on CPU the frame analyses run in groups of similar length (here at most 60,000 padded
     samples: groups of three, four and four items) and the pulse walk once over the batch; the "batch" strategy,
     ``egemaps`` and ``voice_report`` give the same numbers."""
-    from mmtorch.audio.voice import egemaps, features, voice_report
+    from mmtorch.audio.voice import egemaps, groups, voice_report
 
     items = [speechlike(3000 + 1700 * i, f0=110.0 + 9 * i, seed=i, dtype=torch.float64) for i in range(11)]
     items[4] = torch.zeros(5000, dtype=torch.float64)  # silent: no voiced frames, no pulses
     x, lengths = pad_batch(items, garbage=math.nan)
-    monkeypatch.setattr(features, "_GROUP_SAMPLES", 60_000)
-    assert [len(rows) for rows, _ in features.length_groups(lengths)] == [3, 4, 4]
+    monkeypatch.setattr(groups, "_GROUP_SAMPLES", 60_000)
+    assert [len(rows) for rows, _ in groups.length_groups(lengths)] == [3, 4, 4]
     grouped = VoiceFeatures(16000, strategy="items").analyse(x, lengths)
     whole = VoiceFeatures(16000, strategy="batch").analyse(x, lengths)
     torch.testing.assert_close(grouped.features, whole.features, rtol=1e-9, atol=1e-9)
@@ -420,7 +420,7 @@ def test_a_failing_pitch_analysis_leaves_no_task_waiting(
     """Voiced-only HNR and formant tasks wait for their group's pitch track; when the pitch analysis of
     one group fails (the first, or a later one after earlier groups' tracks were handed over), the tasks
     of the groups without a track stop waiting and the error reaches the caller."""
-    from mmtorch.audio.voice import features
+    from mmtorch.audio.voice import features, groups
 
     calls = []
     working = features.pitch_ac
@@ -433,7 +433,7 @@ def test_a_failing_pitch_analysis_leaves_no_task_waiting(
 
     monkeypatch.setattr(features, "pitch_ac", broken)
     monkeypatch.setattr(features, "_use_second_thread", lambda _: second_thread)
-    monkeypatch.setattr(features, "_GROUP_ITEMS", 1)  # one group per item
+    monkeypatch.setattr(groups, "_GROUP_ITEMS", 1)  # one group per item
     x, lengths, _ = batch
     with pytest.raises(RuntimeError, match="pitch analysis failed"):
         VoiceFeatures(16000).analyse(x, lengths, voiced_only=True)

@@ -1,0 +1,95 @@
+"""The CPU "items" strategy of the Praat-style stages: groups of items of similar length give the numbers
+of the padded batch, in the same shape."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import pad_batch, speechlike
+
+from mmtorch.audio.voice import Formants, Harmonicity, Pitch, groups
+from mmtorch.masks import lengths_to_mask
+
+STAGES = {
+    "pitch": lambda strategy: Pitch(16000, strategy=strategy),
+    "harmonicity": lambda strategy: Harmonicity(16000, strategy=strategy),
+    "formants": lambda strategy: Formants(16000, strategy=strategy),
+}
+
+
+@pytest.fixture(scope="module")
+def mixed() -> tuple[torch.Tensor, torch.Tensor]:
+    """Nine items of 0.02–0.85 s (the first too short for a pitch frame), one silent, NaN in the padding."""
+    items = [speechlike(300 + 1700 * i, f0=100.0 + 15 * i, seed=i, dtype=torch.float64) for i in range(9)]
+    items[5] = torch.zeros(6000, dtype=torch.float64)
+    return pad_batch(items, garbage=math.nan, extra=500)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_groups_equal_the_padded_batch(monkeypatch, mixed, name: str) -> None:
+    """In groups of at most 3 items (so three groups of different widths), the output, its lengths and
+    the whole track equal the padded batch's; only the padded positions of the groups' narrower tracks
+    are zeros rather than whatever the batch analysis left there."""
+    x, lengths = mixed
+    monkeypatch.setattr(groups, "_GROUP_ITEMS", 3)
+    assert len(groups.length_groups(lengths)) == 3
+    grouped, whole = STAGES[name]("items"), STAGES[name]("batch")
+    y, frames = grouped(x, lengths)
+    y_ref, frames_ref = whole(x, lengths)
+    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
+    assert torch.equal(frames, frames_ref) and int(frames.max()) > 0
+    torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-9)
+    track, track_ref = grouped.track(x, lengths), whole.track(x, lengths)
+    valid = lengths_to_mask(track_ref.lengths, y.shape[-1])
+    for field in track._fields:
+        ours, ref = getattr(track, field), getattr(track_ref, field)
+        if not isinstance(ref, torch.Tensor):
+            assert ours == ref, field
+            continue
+        assert ours.shape == ref.shape and ours.dtype == ref.dtype, field
+        if ref.dim() > 1:
+            mask = valid.reshape(*valid.shape, *([1] * (ref.dim() - 2)))
+            ours, ref = torch.where(mask, ours, 0), torch.where(mask, ref, 0)
+        torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-9, msg=field)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_auto_groups_on_cpu_only_for_batches(monkeypatch, mixed, name: str) -> None:
+    """ "auto" runs a CPU batch of several items in groups, one item or an empty batch at once; "batch"
+    never groups, "items" always (also one item)."""
+    x, lengths = mixed
+    seen: list[int] = []
+    real = groups.length_groups
+
+    def spy(lengths: torch.Tensor, *args, **kwargs):
+        seen.append(len(lengths))
+        return real(lengths, *args, **kwargs)
+
+    monkeypatch.setattr(groups, "length_groups", spy)
+    STAGES[name]("auto")(x, lengths)
+    STAGES[name]("auto")(x[1:2], lengths[1:2])
+    STAGES[name]("auto")(x[:0], lengths[:0])
+    STAGES[name]("batch")(x, lengths)
+    assert seen == [9]
+    STAGES[name]("items")(x[1:2], lengths[1:2])
+    assert seen == [9, 1]
+
+
+def test_item_groups_rules() -> None:
+    cpu = torch.zeros(4, 100)
+    lengths = torch.tensor([100, 20, 60, 80])
+    assert [rows.tolist() for rows, _ in groups.item_groups("auto", cpu, lengths)] == [[0, 3, 2, 1]]
+    assert groups.item_groups("auto", cpu, None)[0][1] == 100
+    assert groups.item_groups("batch", cpu, lengths) is None
+    assert groups.item_groups("auto", torch.zeros(4, 100, device="meta"), lengths) is None
+    assert groups.item_groups("items", torch.zeros(4, 100, device="meta"), lengths) is not None
+    assert [len(r) for r, _ in groups.length_groups(torch.tensor([100, 20, 60, 80]), samples=200)] == [2, 2]
+
+
+@pytest.mark.parametrize("cls", [Pitch, Harmonicity, Formants])
+def test_unknown_strategy_is_an_error(cls) -> None:
+    with pytest.raises(ValueError, match="strategy must be 'auto', 'batch' or 'items', got 'fast'"):
+        cls(16000, strategy="fast")
+    assert "strategy='batch'" in repr(cls(16000, strategy="batch"))
