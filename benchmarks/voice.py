@@ -4,8 +4,10 @@
 Every system processes the same utterances (synthetic speech from ``mmtorch.demo.synthetic_speech``,
 1–8 s at 16 kHz, and the espeak-ng fixtures). Prints a markdown table: median wall time over repeats,
 seconds of audio per second, speed relative to openSMILE, and the largest deviation of mmtorch's voice
-report from Praat's on every utterance; then a second table: the Pitch, Harmonicity and Formants stages on their own,
-the padded batch at once against groups of items of similar length (their CPU default).
+report from Praat's on every utterance. A second table: the Pitch, Harmonicity and Formants stages on
+their own, the padded batch at once against groups of items of similar length (their CPU default), and
+``Chain(VoiceFeatures, Deltas)`` item by item against the chain's default (the whole batch to
+``VoiceFeatures``).
 
     python benchmarks/voice.py [--utterances 24] [--repeats 3] [--threads N]
 """
@@ -23,6 +25,7 @@ import parselmouth
 import soundfile
 import torch
 
+from mmtorch.audio import Chain, Deltas
 from mmtorch.audio.voice import Formants, Harmonicity, Pitch, VoiceFeatures, egemaps, voice_report
 from mmtorch.bench import machine, praat_voice_report, timed
 from mmtorch.demo import synthetic_speech
@@ -153,14 +156,25 @@ def main() -> None:
         )
 
     # The Praat-style stages on their own: the padded batch at once against groups of items of similar
-    # length (the CPU default, strategy="auto").
-    print('\n| stage, padded CPU batch | `strategy="batch"` (s) | `"auto"`: groups (s) | speed-up |')
+    # length (the CPU default, strategy="auto"); and VoiceFeatures inside a chain, which hands it the whole
+    # batch (against running the chain item by item, as it did before stages could say they group items).
+    print('\n| stage, padded CPU batch | `strategy="batch"` (s) | `"auto"` (s) | speed-up |')
     print("|---|---|---|---|")
     for stage_cls in (Pitch, Harmonicity, Formants):
         whole, grouped = stage_cls(16000, strategy="batch"), stage_cls(16000)
         t_whole = timed_median(lambda s=whole: s(batch32, lengths), args.repeats)
         t_grouped = timed_median(lambda s=grouped: s(batch32, lengths), args.repeats)
         print(f"| `{stage_cls.__name__}` | {t_whole:.3f} | {t_grouped:.3f} | {t_whole / t_grouped:.1f}× |")
+    chain = Chain(features, Deltas())
+    t_chain = timed_median(lambda: chain(batch32, lengths), args.repeats)
+    item_by_item = Chain(features, Deltas(), strategy="items")
+    t_items = timed_median(
+        lambda: item_by_item._forward_items(batch32, lengths, [None, None]), max(1, args.repeats // 2)
+    )
+    print(
+        f'| `Chain(VoiceFeatures, Deltas)`, item by item / `"auto"` | {t_items:.3f} | {t_chain:.3f} | '
+        f"{t_items / t_chain:.1f}× |"
+    )
 
 
 if __name__ == "__main__":

@@ -66,6 +66,10 @@ class FeatureCache(Stage):
         count = getattr(self.stage, "num_features", None)
         return int(count) if count is not None else len(self.stage.feature_names)
 
+    @property
+    def groups_items(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.stage, "groups_items", False))
+
     def __len__(self) -> int:
         return len(self._entries)
 

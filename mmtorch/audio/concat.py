@@ -61,6 +61,10 @@ class ConcatFeatures(Stage):
         return any(_draws(stage) for stage in self.stages)
 
     @property
+    def groups_items(self) -> bool:  # type: ignore[override]
+        return any(getattr(stage, "groups_items", False) for stage in self.stages)
+
+    @property
     def num_features(self) -> int:
         """Rows of the output: the sum of each stage's ``num_features`` (or ``len(feature_names)``)."""
         total = 0

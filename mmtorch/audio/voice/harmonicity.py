@@ -280,6 +280,7 @@ class Harmonicity(Stage):
     """
 
     input_kind = "waveform"
+    groups_items = True
 
     def __init__(
         self,

@@ -471,6 +471,7 @@ class Pitch(Stage):
     """
 
     input_kind = "waveform"
+    groups_items = True
 
     def __init__(
         self,

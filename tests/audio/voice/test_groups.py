@@ -9,7 +9,18 @@ import pytest
 import torch
 from helpers import pad_batch, speechlike
 
-from mmtorch.audio.voice import Formants, Harmonicity, Pitch, groups
+from mmtorch.audio import (
+    STFT,
+    Chain,
+    ConcatFeatures,
+    Deltas,
+    FeatureCache,
+    Gain,
+    Preemphasis,
+    UtteranceNorm,
+    frontend,
+)
+from mmtorch.audio.voice import RMS, Formants, Harmonicity, Pitch, VoiceFeatures, groups
 from mmtorch.masks import lengths_to_mask
 
 STAGES = {
@@ -93,3 +104,50 @@ def test_unknown_strategy_is_an_error(cls) -> None:
     with pytest.raises(ValueError, match="strategy must be 'auto', 'batch' or 'items', got 'fast'"):
         cls(16000, strategy="fast")
     assert "strategy='batch'" in repr(cls(16000, strategy="batch"))
+
+
+def _small_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    items = [speechlike(1500 + 700 * i, sample_rate=8000, f0=120.0 + 20 * i, seed=i) for i in range(5)]
+    return pad_batch(items, garbage=math.nan)
+
+
+def test_a_chain_hands_grouping_stages_the_whole_batch(monkeypatch) -> None:
+    """On CPU a chain runs item by item, except the stages that group items themselves: they get the whole
+    padded batch, the stages between them still run item by item. Same numbers as the batch strategy,
+    also with a random stage (seeded) in front and a nested chain."""
+    x, lengths = _small_batch()
+    voice = VoiceFeatures(8000, floor=100.0, ceiling=900.0, max_formant=3500.0)
+    pitch = Pitch(8000, floor=100.0, ceiling=900.0)
+    seen: list[int] = []
+    for stage in (voice, pitch):
+        real = stage.forward
+
+        def spy(x, lengths=None, _real=real):
+            seen.append(x.shape[0])
+            return _real(x, lengths)
+
+        monkeypatch.setattr(stage, "forward", spy)
+    chains = {
+        strategy: [
+            Chain(Gain().train(), voice, Deltas(), UtteranceNorm(), strategy=strategy),
+            Chain(Chain(Preemphasis(), pitch, strategy=strategy), Deltas(), strategy=strategy),
+        ]
+        for strategy in ("auto", "batch")
+    }
+    seeds = torch.arange(5)
+    for auto, batch in zip(chains["auto"], chains["batch"], strict=True):
+        assert auto.groups_items
+        seen.clear()
+        y, frames = auto(x, lengths, seeds=seeds)
+        assert seen == [5]
+        y_ref, frames_ref = batch(x, lengths, seeds=seeds)
+        assert torch.equal(frames, frames_ref) and y.shape == y_ref.shape
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_wrappers_group_items_when_a_stage_inside_does() -> None:
+    voice = VoiceFeatures(16000, hop_length=160)
+    assert ConcatFeatures(frontend("whisper"), voice).groups_items
+    assert not ConcatFeatures(frontend("whisper"), RMS(400, 160)).groups_items
+    assert FeatureCache(voice).groups_items and not FeatureCache(frontend("whisper")).groups_items
+    assert not Chain(STFT(64), Deltas()).groups_items and not frontend("whisper").groups_items
