@@ -462,7 +462,7 @@ class Pitch(Stage):
         time_step, floor, ceiling, max_candidates, silence_threshold, voicing_threshold, octave_cost,
             octave_jump_cost, voiced_unvoiced_cost: Praat's ``To Pitch (ac)`` settings, Praat's defaults.
         strategy: ``"batch"`` (the padded batch at once; best on GPUs), ``"items"`` (groups of items of
-            similar length; several times faster on CPUs, see :mod:`mmtorch.audio.voice.groups`) or
+            similar length; 1.6–2.6× faster on 2 CPU cores, see :mod:`mmtorch.audio.voice.groups`) or
             ``"auto"`` (items on CPU, batch elsewhere and under ``torch.compile``). Same numbers.
 
     Shape:
