@@ -17,6 +17,7 @@ from mmtorch.audio import (
     FeatureCache,
     Gain,
     Preemphasis,
+    SpeedPerturb,
     UtteranceNorm,
     frontend,
 )
@@ -114,7 +115,7 @@ def _small_batch() -> tuple[torch.Tensor, torch.Tensor]:
 def test_a_chain_hands_grouping_stages_the_whole_batch(monkeypatch) -> None:
     """On CPU a chain runs item by item, except the stages that group items themselves: they get the whole
     padded batch, the stages between them still run item by item. Same numbers as the batch strategy,
-    also with a random stage (seeded) in front and a nested chain."""
+    also with random stages (seeded) in front, one of them changing the lengths, and a nested chain."""
     x, lengths = _small_batch()
     voice = VoiceFeatures(8000, floor=100.0, ceiling=900.0, max_formant=3500.0)
     pitch = Pitch(8000, floor=100.0, ceiling=900.0)
@@ -131,6 +132,7 @@ def test_a_chain_hands_grouping_stages_the_whole_batch(monkeypatch) -> None:
         strategy: [
             Chain(Gain().train(), voice, Deltas(), UtteranceNorm(), strategy=strategy),
             Chain(Chain(Preemphasis(), pitch, strategy=strategy), Deltas(), strategy=strategy),
+            Chain(SpeedPerturb().train(), pitch, Deltas(), strategy=strategy),  # lengths change first
         ]
         for strategy in ("auto", "batch")
     }
