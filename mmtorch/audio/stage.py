@@ -221,7 +221,9 @@ class Chain(nn.Sequential):
       ``torch.compile``.
     - ``"items"``: the whole chain runs on each item's valid samples in turn, then the outputs are padded
       into one batch. On CPUs this keeps an item's intermediates in cache and skips the padded frames; it
-      is several times faster than batching there.
+      is several times faster than batching there. Stages that group items themselves
+      (``groups_items``, e.g. ``VoiceFeatures``) get the whole padded batch instead, and the stages
+      between them run item by item.
     - ``"auto"`` (default): ``"items"`` on CPU, ``"batch"`` elsewhere and while compiling.
 
     The input is checked once, at the chain's entry; stages then run with checks off.
