@@ -259,6 +259,14 @@ def test_deltas_interp_needs_width_frames() -> None:
         Deltas(1, 9, mode="interp")(torch.randn(2, 3, 20), torch.tensor([20, 5]))
 
 
+@pytest.mark.parametrize("strategy", ["items", "batch"])
+def test_a_chain_checks_later_stages_at_its_entry(strategy: str) -> None:
+    """Both strategies name an item too short for a later stage (5 frames where the deltas need 9)."""
+    chain = Chain(STFT(256, hop_length=128), Deltas(1, 9, mode="interp"), strategy=strategy)
+    with pytest.raises(ValueError, match="item 1: 5 frames, fewer than width=9"):
+        chain(torch.randn(2, 2000), torch.tensor([2000, 600]))
+
+
 def test_global_norm_unfitted_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="no statistics"):
         GlobalNorm(4)(torch.randn(1, 4, 5))

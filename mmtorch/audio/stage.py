@@ -316,6 +316,10 @@ class Chain(nn.Sequential):
             if self.groups_items:
                 return self._forward_runs(x, lengths, stage_seeds)
             return self._forward_items(x, lengths, stage_seeds)
+        if not compiling and validating() and isinstance(x, Tensor) and x.dim() >= 2:
+            # What each stage needs of its input lengths (a frame longer than an item, deltas wider than
+            # its frames), checked up front with the items named, as the items strategy checks it.
+            self._check(check_lengths(lengths, x, -1), stage_seeds)
         for i, stage in enumerate(self):
             kwargs = {"seeds": stage_seeds[i]} if stage_seeds[i] is not None else {}
             if i == 0 or compiling:
@@ -333,22 +337,30 @@ class Chain(nn.Sequential):
         of other stages between them item by item, as a chain of its own. Same numbers, as every stage is
         batch-invariant. Measured on 2 cores, ``Chain(VoiceFeatures(16000), Deltas())`` on 27 items of 1–8 s
         took 5.3–5.5 s item by item and takes 1.4 s, what ``VoiceFeatures`` alone takes."""
+        # The input and every stage's lengths are checked here, where the input enters (as item by item);
+        # the runs then trust them.
+        if validating():
+            name = type(self).__name__
+            if self.input_kind == "waveform":
+                x, lengths = prepare_waveform(x, lengths, name)
+            else:
+                x, lengths = prepare_features(x, lengths, name)
+            self._check(full_lengths(x) if lengths is None else lengths, seeds)
         stages = list(self)
         start = 0
-        while start < len(stages):
-            stop = start + 1
-            if not getattr(stages[start], "groups_items", False):
-                while stop < len(stages) and not getattr(stages[stop], "groups_items", False):
-                    stop += 1
-            # The input is checked where it enters, by the first run; later runs trust it.
-            with contextlib.nullcontext() if start == 0 else validation(False):
+        with validation(False):
+            while start < len(stages):
+                stop = start + 1
+                if not getattr(stages[start], "groups_items", False):
+                    while stop < len(stages) and not getattr(stages[stop], "groups_items", False):
+                        stop += 1
                 if stop == start + 1 and getattr(stages[start], "groups_items", False):
                     kwargs = {"seeds": seeds[start]} if seeds[start] is not None else {}
                     x, lengths = stages[start](x, lengths, **kwargs)
                 else:
                     run = Chain(*stages[start:stop], strategy="items")
                     x, lengths = run._forward_items(x, lengths, seeds[start:stop])
-            start = stop
+                start = stop
         return x, lengths  # type: ignore[return-value]
 
     def _forward_items(

@@ -147,6 +147,20 @@ def test_a_chain_hands_grouping_stages_the_whole_batch(monkeypatch) -> None:
         torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("strategy", ["auto", "items", "batch"])
+def test_a_chain_with_grouping_stages_checks_its_input_and_every_stage(strategy: str) -> None:
+    """Checked where the input enters, by every strategy: NaN in an item's samples, and an item too short
+    for a later stage (7 pitch frames where the deltas need 9), each named."""
+    x, lengths = pad_batch([speechlike(8000, sample_rate=8000), speechlike(600, sample_rate=8000, seed=1)])
+    chain = Chain(Pitch(8000, floor=100.0, ceiling=900.0), Deltas(1, 9, mode="interp"), strategy=strategy)
+    with pytest.raises(ValueError, match="item 1: 7 frames, fewer than width=9"):
+        chain(x, lengths)
+    x[1, 100] = math.nan
+    chain = Chain(Pitch(8000, floor=100.0, ceiling=900.0), Deltas(1, 5, mode="interp"), strategy=strategy)
+    with pytest.raises(ValueError, match="item 1: sample 100 is nan"):
+        chain(x, lengths)
+
+
 def test_wrappers_group_items_when_a_stage_inside_does() -> None:
     voice = VoiceFeatures(16000, hop_length=160)
     assert ConcatFeatures(frontend("whisper"), voice).groups_items
