@@ -22,7 +22,7 @@ import math
 from functools import partial
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmtorch.audio.stage import prepare_waveform, validation
 from mmtorch.audio.voice.descriptors import sma3
@@ -33,7 +33,7 @@ from mmtorch.audio.voice.functionals import _compact, functionals, segment_stati
 from mmtorch.audio.voice.pitch import PitchTrack
 from mmtorch.masks import full_lengths, lengths_to_mask
 
-__all__ = ["EGEMAPS_NAMES", "egemaps"]
+__all__ = ["EGEMAPS_NAMES", "EGeMAPS", "egemaps"]
 
 _TEN = (
     "amean",
@@ -266,6 +266,52 @@ def egemaps(
     result = torch.cat(out, dim=1)
     assert result.shape[1] == len(EGEMAPS_NAMES)
     return result
+
+
+class EGeMAPS(nn.Module):
+    """:func:`egemaps` as a module, to keep in a model: the 88 eGeMAPSv02-named functionals of every item.
+
+    An utterance-level vector has no frames, so this is not a stage: ``forward`` returns the vector
+    alone. It holds no parameters or buffers (it pickles, moves with ``.to()`` and adds nothing to a
+    ``state_dict``). The values span very different scales (Hz, dB, ratios); normalize them with
+    training-set statistics before a classifier, e.g. ``GlobalNorm(88)`` on ``vec[..., None]``.
+
+    Args:
+        sample_rate: Hz (eGeMAPS is defined at 16 kHz).
+        strategy: the :class:`VoiceFeatures` strategy (``"auto"``: groups of similar length on CPU).
+
+    Shape:
+        ``(B, T)`` → ``(B, 88)`` in the input's floating dtype (float32 for integer PCM and half
+        precision), computed in float64.
+
+    Example:
+        >>> features = EGeMAPS(16000)
+        >>> vec = features(waves, lengths)  # (B, 88), columns features.feature_names
+    """
+
+    def __init__(self, sample_rate: int = 16000, strategy: str = "auto") -> None:
+        super().__init__()
+        self.voice = VoiceFeatures(sample_rate, strategy=strategy)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.voice.sample_rate
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(EGEMAPS_NAMES)
+
+    @property
+    def num_features(self) -> int:
+        return len(EGEMAPS_NAMES)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        x, given = prepare_waveform(x, lengths, "EGeMAPS")
+        with validation(False):
+            return egemaps(x, given, self.voice.sample_rate, voice=self.voice).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"sample_rate={self.voice.sample_rate}, strategy={self.voice.strategy!r}"
 
 
 def _peak_count(contour: Tensor, count: Tensor) -> Tensor:

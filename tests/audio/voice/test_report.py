@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import opensmile
@@ -10,7 +11,7 @@ import pytest
 import torch
 from helpers import load_speech, pad_batch
 
-from mmtorch.audio.voice import EGEMAPS_NAMES, REPORT_KEYS, egemaps, voice_report
+from mmtorch.audio.voice import EGEMAPS_NAMES, REPORT_KEYS, EGeMAPS, egemaps, voice_report
 from mmtorch.bench import praat_voice_report
 
 SPEECH = load_speech(torch.float64)
@@ -95,3 +96,21 @@ def test_a_failing_pitch_analysis_raises_and_never_leaves_a_formant_task_waiting
     x, lengths = pad_batch(SPEECH)
     with pytest.raises(RuntimeError, match="pitch analysis failed"):
         voice_report(x, lengths, 16000)
+
+
+def test_egemaps_module_is_the_function_in_the_input_dtype() -> None:
+    items = [SPEECH[0][:30000], SPEECH[2][:20000]]
+    x, lengths = pad_batch(items, garbage=math.nan)
+    module = EGeMAPS(16000)
+    values = module(x, lengths)
+    assert values.dtype == torch.float64 and module.feature_names == EGEMAPS_NAMES
+    torch.testing.assert_close(values, egemaps(x, lengths, 16000), rtol=0, atol=0)
+    single = module(x.float(), lengths)
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single, egemaps(x.float(), lengths, 16000).float())
+    restored = pickle.loads(pickle.dumps(module))
+    torch.testing.assert_close(restored(x, lengths), values, rtol=0, atol=0)
+    assert not module.state_dict() and not list(module.parameters()) and module.num_features == 88
+    assert module(x[:0], lengths[:0]).shape == (0, 88)
+    with pytest.raises(ValueError, match="EGeMAPS: item 1: sample 20000 is nan"):
+        module(x, torch.tensor([30000, 30000]))
