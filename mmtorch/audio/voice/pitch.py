@@ -186,8 +186,11 @@ def _peaks(
     """Praat's first pass over one frame's correlation ``r`` (rows of ``(M, R + 1)``).
 
     Local maxima at lags ``2 .. last_lag - 1`` above ``threshold``; the strongest ``n_keep`` by the
-    sinc-interpolated (depth 30) value at the parabolic peak plus the bonus ``-octave_cost *
-    log2(floor_lag / lag)`` (Praat's ``strength - octaveCost * log2(minimumPitch / f)``) are kept.
+    sinc-interpolated (depth 30) value at the parabolic peak plus the bonus ``octave_cost * log2(floor_lag /
+    lag)`` are kept: Praat's ``strength - octaveCost * log2(minimumPitch / f)`` with ``minimumPitch / f =
+    lag / floor_lag``, which favours high frequencies ("if we want to analyze a perfectly periodic signal
+    correctly"). Praat keeps the strongest as it scans, replacing the weakest kept when a new peak beats
+    it; that leaves the same set.
 
     Returns:
         ``(M, n_keep)`` int64 peak lags and a presence mask.
@@ -199,7 +202,7 @@ def _peaks(
     parabolic = i.to(r.dtype) + 0.5 * (after - before) / torch.where(is_peak, d2r, 1.0)
     # Pre-select by the discrete peak height plus the bonus, then rank by Praat's strength.
     bonus = octave_cost * torch.log2(floor_lag / parabolic.clamp(min=1.0))
-    score = torch.where(is_peak, mid - bonus, -math.inf)
+    score = torch.where(is_peak, mid + bonus, -math.inf)
     n_pre = min(mid.shape[1], n_keep + 6)
     pre_score, pre_idx = score.topk(n_pre, dim=1)
     pre_lag = parabolic.gather(1, pre_idx)
@@ -208,7 +211,7 @@ def _peaks(
     strength = sinc_interpolate(r, rows, pre_lag[rows, cols], 30)
     strength = torch.where(strength > 1.0, 1.0 / strength, strength)
     local = torch.full_like(pre_lag, -math.inf)
-    local[rows, cols] = strength - octave_cost * torch.log2(floor_lag / pre_lag[rows, cols])
+    local[rows, cols] = strength + octave_cost * torch.log2(floor_lag / pre_lag[rows, cols])
     keep_score, keep = local.topk(min(n_keep, n_pre), dim=1)
     present = torch.isfinite(keep_score)
     return pre_idx.gather(1, keep) + 2, present

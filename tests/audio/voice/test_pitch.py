@@ -23,6 +23,7 @@ def _compare(x: np.ndarray, sr: int, **kwargs) -> tuple[float, np.ndarray, int]:
         "time_step": kwargs.get("time_step") or None,
         "pitch_floor": kwargs.get("floor", 75.0),
         "pitch_ceiling": kwargs.get("ceiling", 600.0),
+        "max_number_of_candidates": kwargs.get("max_candidates", 15),
     }
     pitch = parselmouth.Sound(x, sr).to_pitch_ac(**praat_kwargs)
     ref = pitch.selected_array["frequency"]
@@ -45,6 +46,16 @@ def test_speech_matches_praat(item: int) -> None:
     assert cents.max() <= 1e-3
 
 
+@pytest.mark.parametrize("item", range(len(SPEECH_FILES)))
+def test_speech_with_few_candidate_slots_matches_praat(item: int) -> None:
+    agreement, cents, voiced = _compare(
+        SPEECH[item].numpy(), 16000, floor=100.0, ceiling=300.0, max_candidates=3
+    )
+    assert voiced > 50
+    assert agreement == 1.0
+    assert cents.max() <= 1e-3
+
+
 @pytest.mark.parametrize(
     ("name", "sr", "kwargs"),
     [
@@ -58,6 +69,11 @@ def test_speech_matches_praat(item: int) -> None:
         ("noise", 16000, {}),
         ("silence_then_tone", 16000, {}),
         ("clipped", 16000, {}),
+        # More peaks than candidate slots: Praat keeps the strongest with a bonus for high frequencies.
+        ("nyquist", 16000, {}),
+        ("demo", 16000, {"floor": 100.0, "ceiling": 300.0, "max_candidates": 3}),
+        ("demo", 44100, {"floor": 50.0, "ceiling": 300.0, "max_candidates": 6}),
+        ("demo", 96000, {}),
     ],
 )
 def test_synthetic_matches_praat(name: str, sr: int, kwargs: dict) -> None:
@@ -72,6 +88,7 @@ def test_synthetic_matches_praat(name: str, sr: int, kwargs: dict) -> None:
             [np.zeros(sr // 2), 0.5 * np.sin(2 * np.pi * 120 * t[: sr // 2])]
         ),
         "clipped": lambda: np.clip(3 * np.sin(2 * np.pi * 180 * t), -1, 1),
+        "nyquist": lambda: np.tile([0.5, -0.5], sr // 2),
     }
     agreement, cents, _ = _compare(signals[name](), sr, **kwargs)
     assert agreement == 1.0
