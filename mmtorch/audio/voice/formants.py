@@ -192,10 +192,12 @@ def resample_like_praat(
     x = torch.where(lengths_to_mask(lengths, x.shape[1]), x, 0.0)
     if float(new_rate) == float(sample_rate):
         return x, lengths
-    upfactor = new_rate / sample_rate
+    # As Praat computes it (samplingFrequency * dx): at 22 or 44 kHz to 11 kHz this is just below 0.5, which
+    # moves the low-pass cut by one component.
+    upfactor = new_rate * (1.0 / sample_rate)
     if abs(upfactor - 2.0) < 1e-6:
         raise ValueError("Formants: upsampling by exactly 2 is not supported; use another maximum formant")
-    size = math.floor(x.shape[1] * upfactor + 0.5)
+    size = int(_resampled_lengths(lengths.new_tensor([x.shape[1]]), sample_rate, new_rate)[0])
     if not x.numel() or size == 0:
         return x.new_zeros(x.shape[0], size), new_lengths
     if upfactor < 1.0:
@@ -210,7 +212,9 @@ def resample_like_praat(
 def _resampled_lengths(lengths: Tensor, sample_rate: float, rate: float) -> Tensor:
     if rate == sample_rate:
         return lengths
-    return torch.floor(lengths.to(torch.float64) * (rate / sample_rate) + 0.5).to(torch.int64)
+    # Praat: round(duration * rate) with the duration L / sample_rate (the product L * (rate / sample_rate)
+    # rounds the other way when it is within an ulp of k + 0.5, e.g. L = 2312 at 16 kHz).
+    return torch.floor(lengths.to(torch.float64) / sample_rate * rate + 0.5).to(torch.int64)
 
 
 def formant_frame_grid(
@@ -394,7 +398,8 @@ def formants_burg(
     settings = (n_poles, window_length, safety_margin, n_formants)
     wanted = None if only is None else only & lengths_to_mask(counts, n_max)
     if read_at is not None and times is None:
-        read = _frames_read(read_at, grid[:, 0], step, counts, n_max)
+        first = grid[:, 0] if n_max else grid.new_zeros(grid.shape[0])  # no frames: nothing is read
+        read = _frames_read(read_at, first, step, counts, n_max)
         wanted = read if wanted is None else wanted & read
     if wanted is None:
         freq, bandwidth, present = formants_at(y, new_lengths, rate, grid, *settings, first_sample=x1)

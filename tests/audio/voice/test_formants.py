@@ -63,6 +63,34 @@ def test_resampling_is_praats() -> None:
         np.testing.assert_allclose(y[0].numpy(), ref, rtol=0, atol=1e-10)
 
 
+def _every_frame_matches(x: np.ndarray, sr: int) -> None:
+    formant = parselmouth.Sound(x, sr).to_formant_burg(None, 5, 5500, 0.025, 50)
+    track = formants_burg(torch.from_numpy(x)[None], None, sr)
+    assert int(track.lengths[0]) == formant.nx
+    for k in range(3):
+        ref = np.array([formant.get_value_at_time(k + 1, t) for t in formant.xs()])
+        present = track.present[0, :, k].numpy()
+        assert np.array_equal(present, ~np.isnan(ref))
+        np.testing.assert_allclose(track.frequency[0, :, k].numpy()[present], ref[present], rtol=1e-7)
+
+
+@pytest.mark.parametrize("sr", [22000, 44000])
+def test_rates_that_are_11000_times_a_power_of_two(sr: int) -> None:
+    """Praat's resampling factor is 11000 * (1 / sr), just below 0.5 at 22 kHz: its low-pass keeps one
+    component less than 11000 / sr would (which once put F1 off by 7 % on average at 22 kHz)."""
+    x = torch.nn.functional.interpolate(SPEECH[0][None, None, : 2 * 16000], scale_factor=sr / 16000)[0, 0]
+    _every_frame_matches(x.numpy(), sr)
+
+
+@pytest.mark.parametrize("length", [8200, 39992])
+def test_lengths_whose_resampled_length_is_a_tie(length: int) -> None:
+    """``length * 11000 / 16000`` is k + 0.5: Praat rounds ``(length / 16000) * 11000``, just below it."""
+    x = SPEECH[1][:length].numpy()
+    y, n = resample_like_praat(torch.from_numpy(x)[None], torch.tensor([length]), 16000, 11000.0)
+    assert int(n[0]) == parselmouth.Sound(x, 16000).resample(11000, 50).n_samples
+    _every_frame_matches(x, 16000)
+
+
 def test_other_rates_and_settings() -> None:
     x = synthetic_speech(1.0, 22050, 2).double().numpy()
     sound = parselmouth.Sound(x, 22050)
