@@ -49,6 +49,8 @@ def _compact(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _percentile(sorted_x: Tensor, count: Tensor, q: float) -> Tensor:
+    if sorted_x.shape[-1] == 0:  # no frames at all (the caller fills in the empty value)
+        return sorted_x.new_zeros(sorted_x.shape[:-1])
     position = q * (count - 1).clamp(min=0).to(sorted_x.dtype)
     lo = torch.floor(position).to(torch.int64)
     hi = torch.minimum(lo + 1, (count - 1).clamp(min=0))

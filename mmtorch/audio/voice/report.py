@@ -123,7 +123,7 @@ def voice_report(
     put("shimmer_local_db", local_db.value, local_db.defined)
     put("hnr_db", hnr[0], hnr[1])
     for k in range(3):
-        put(f"f{k + 1}_mean_hz", f_means[0][:, k], f_means[1][:, k])
+        put(f"f{k + 1}_mean_hz", f_means[0][k], f_means[1][k])
     return out
 
 
@@ -153,18 +153,20 @@ def _pitch_and_perturbation(
 
 def _means(
     hnr: HarmonicityTrack, formants: FormantTrack, pitch: PitchTrack
-) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """The HNR mean and whether it is defined, and the F1–F3 means ``(B, 3)`` over the frames ``pitch``
-    calls voiced with whether each is defined."""
+) -> tuple[tuple[Tensor, Tensor], tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]:
+    """The HNR mean and whether it is defined, and the F1–F3 means over the frames ``pitch`` calls voiced
+    with whether each is defined: ``(B,)`` tensors, so that groups of items merge by rows."""
     batch = pitch.f0.shape[0]
     rows, frame = pitch.voiced.nonzero(as_tuple=True)
+    # No formant frame in the whole group (every item shorter than the window): nothing is read.
+    first_time = formants.times[:, 0] if formants.times.shape[1] else formants.times.new_zeros(batch)
     t = pitch.times[rows, frame]
     means, defined = [], []
     for k in range(3):
         values = sampled_value_at(
             formants.frequency[..., k],
             formants.present[..., k],
-            formants.times[:, 0],
+            first_time,
             0.025 / 4.0,  # Praat's default time step: a quarter of the window length
             formants.lengths,
             rows,
@@ -177,7 +179,4 @@ def _means(
         )
         means.append(total / count.clamp(min=1))
         defined.append(count > 0)
-    return (
-        (harmonicity_mean(hnr, 0.0), hnr.voiced.any(dim=1)),
-        (torch.stack(means, 1), torch.stack(defined, 1)),
-    )
+    return (harmonicity_mean(hnr, 0.0), hnr.voiced.any(dim=1)), (tuple(means), tuple(defined))

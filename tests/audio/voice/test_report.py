@@ -38,6 +38,44 @@ def test_silence_is_undefined_not_nan() -> None:
         assert not report[f"{key}_defined"].any()
 
 
+@pytest.mark.parametrize(
+    ("samples", "lengths"),
+    [
+        (700, None),  # a pitch frame but no formant frame: the whole batch is shorter than a formant window
+        (16000, [16000] * 16 + [500]),  # the short item makes a group of its own (with no frame at all)
+        (8000, [0, 0]),
+        (0, [0, 0]),
+    ],
+)
+def test_short_items_and_groups_give_a_finite_report(samples: int, lengths: list[int] | None) -> None:
+    g = torch.Generator().manual_seed(0)
+    batch = 1 if lengths is None else len(lengths)
+    x = 0.1 * torch.randn(batch, samples, generator=g, dtype=torch.float64)
+    n = None if lengths is None else torch.tensor(lengths)
+    report = voice_report(x, n, 16000)
+    for key in REPORT_KEYS:
+        assert report[key].shape == (batch,) and torch.isfinite(report[key]).all(), key
+    valid = [samples] if lengths is None else lengths
+    for b, length in enumerate(valid):
+        # Each item as it comes alone (the long items of the mixed batch, and the short one, whose formant
+        # means Praat leaves undefined below the window: mmtorch gives them no frame).
+        alone = voice_report(x[b : b + 1, :length], None, 16000) if length else None
+        for key in REPORT_KEYS:
+            if alone is None:
+                assert not report[f"{key}_defined"][b] and report[key][b] == 0.0
+            else:
+                assert report[key][b].item() == pytest.approx(alone[key][0].item(), rel=1e-9, abs=1e-12)
+                assert bool(report[f"{key}_defined"][b]) == bool(alone[f"{key}_defined"][0])
+
+
+@pytest.mark.parametrize("samples", [500, 0])
+def test_egemaps_of_a_batch_without_a_pitch_frame_is_finite(samples: int) -> None:
+    x = 0.1 * torch.randn(2, samples, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    values = egemaps(x, None, 16000)
+    assert values.shape == (2, 88) and torch.isfinite(values).all()
+    assert EGeMAPS(16000)(x.float()).shape == (2, 88)
+
+
 def test_egemaps_names_shape_and_batch_invariance() -> None:
     items = [SPEECH[0], SPEECH[2][:20000]]
     x, lengths = pad_batch(items, garbage=math.nan)
