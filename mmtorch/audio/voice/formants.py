@@ -8,8 +8,8 @@ root above the real axis with a frequency between ``safety_margin`` and ``Nyquis
 formant: frequency ``|arg z| fs / (2 pi)``, bandwidth ``-ln|z| fs / pi``, sorted by frequency.
 
 A frame with fewer formants than asked leaves the missing ones at 0 Hz with ``present = False`` (Praat:
-undefined). Items shorter than one window have no frames (Praat analyses such a sound as one frame the
-length of the sound).
+undefined). An item shorter than one window (50 ms by default) is, as in Praat, one frame at its middle
+over nearly all its samples, under a Gaussian window as long as the item.
 """
 
 from __future__ import annotations
@@ -222,7 +222,8 @@ def formant_frame_grid(
 ) -> tuple[Tensor, Tensor]:
     """Praat's formant frames, laid out on the resampled sound (``rate`` Hz, ``round(L * rate / sr)``
     samples, its first sample at ``0.5 * (duration - (n - 1) / rate)``): ``1 + floor((n / rate - window) /
-    time_step)`` centred frames, 0 when the item is shorter than the window.
+    time_step)`` centred frames; one frame at the middle when the item is shorter than the window (none
+    when it is empty).
 
     Returns:
         int64 ``(B,)`` counts and float64 ``(B,)`` first-frame times in seconds of the original sound.
@@ -231,7 +232,8 @@ def formant_frame_grid(
     dx = 1.0 / rate
     physical = n.to(torch.float64) * dx
     count = 1 + torch.floor((physical - window) / time_step).to(torch.int64)
-    count = torch.where(physical >= window, count, torch.zeros_like(count))
+    short = count < 1  # shorter than the window: one frame (see _short_items)
+    count = torch.where(short, (n > 0).to(count.dtype), count)
     duration = lengths.to(torch.float64) / sample_rate
     x1 = (
         0.5 * (duration - (n.to(torch.float64) - 1) / rate)
@@ -239,7 +241,7 @@ def formant_frame_grid(
         else torch.full_like(duration, 0.5 * dx)
     )
     t1 = x1 + 0.5 * (physical - dx - (count - 1).to(torch.float64) * time_step)
-    return count, t1
+    return count, torch.where(short, x1 + 0.5 * physical, t1)
 
 
 def formants_at(
@@ -283,16 +285,33 @@ def formants_at(
     left = torch.floor((times - x1) / dx + 1.0).to(torch.int64) - 1  # Sampled_xToLowIndex, 0-based
     start = left + 1 - half
     frames = gather_windows(y, lengths, start, 2 * half)
-    i = torch.arange(1, 2 * half + 1, dtype=torch.float64, device=y.device)
-    imid = 0.5 * (nsamp_window + 1)
-    edge = math.exp(-12.0)
-    window = (torch.exp(-48.0 * (i - imid).square() / (nsamp_window + 1) ** 2) - edge) / (1.0 - edge)
+    window = _gaussian_window(nsamp_window, 2 * half, y.device)
     nonsilent = (
         frames.abs().amax(dim=-1) > 0 if frames.shape[-1] else torch.zeros_like(times, dtype=torch.bool)
     )
     a, _ = lpc_burg(frames * window, n_poles)  # (B, N, p)
+    freq, bandwidth, keep = _formants_of_lpc(
+        a.reshape(-1, n_poles), nonsilent.reshape(-1), rate, safety_margin, n_formants
+    )
+    shape = (batch, n_frames, n_formants)
+    return freq.reshape(shape), bandwidth.reshape(shape), keep.reshape(shape)
+
+
+def _gaussian_window(nsamp_window: int, size: int, device: torch.device) -> Tensor:
+    """Praat's Gaussian formant window of ``nsamp_window`` samples, its first ``size``."""
+    i = torch.arange(1, size + 1, dtype=torch.float64, device=device)
+    imid = 0.5 * (nsamp_window + 1)
+    edge = math.exp(-12.0)
+    return (torch.exp(-48.0 * (i - imid).square() / (nsamp_window + 1) ** 2) - edge) / (1.0 - edge)
+
+
+def _formants_of_lpc(
+    m: Tensor, nonsilent: Tensor, rate: float, safety_margin: float, n_formants: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Formants of predictor coefficients ``m`` ``(M, p)`` (none where not ``nonsilent``): frequency,
+    bandwidth (0 where absent) and presence, each ``(M, n_formants)``."""
+    n_poles = m.shape[1]
     # Companion matrix of z^p - a_1 z^(p-1) - ... - a_p: its eigenvalues are the poles.
-    m = a.reshape(-1, n_poles)
     companion = m.new_zeros(m.shape[0], n_poles, n_poles)
     companion[:, 0, :] = m
     if n_poles > 1:
@@ -308,7 +327,7 @@ def formants_at(
     freq = roots.angle().abs() * (nyquist / math.pi)
     bandwidth = -torch.log(roots.abs().clamp(min=1e-300)) * (rate / math.pi)
     keep = (roots.imag >= 0) & (freq >= safety_margin) & (freq <= nyquist - safety_margin)
-    keep = keep & nonsilent.reshape(-1, 1)
+    keep = keep & nonsilent[:, None]
     freq = torch.where(keep, freq, math.inf)
     freq, order = freq.sort(dim=1)
     bandwidth = bandwidth.gather(1, order)
@@ -320,12 +339,7 @@ def formants_at(
         freq = torch.nn.functional.pad(freq, pad, value=math.inf)
         bandwidth = torch.nn.functional.pad(bandwidth, pad)
         keep = torch.nn.functional.pad(keep, pad)
-    shape = (batch, n_frames, n_formants)
-    return (
-        torch.where(keep, freq, 0.0).reshape(shape),
-        torch.where(keep, bandwidth, 0.0).reshape(shape),
-        keep.reshape(shape),
-    )
+    return torch.where(keep, freq, 0.0), torch.where(keep, bandwidth, 0.0), keep
 
 
 def preemphasize(y: Tensor, rate: float, from_hz: float) -> Tensor:
@@ -405,6 +419,12 @@ def formants_burg(
         freq, bandwidth, present = formants_at(y, new_lengths, rate, grid, *settings, first_sample=x1)
     else:
         freq, bandwidth, present = _formants_of(wanted, y, new_lengths, rate, grid, settings, x1)
+    if times is None:  # items shorter than the window: one frame, the whole item (Praat's special case)
+        for b in _short_items(new_lengths, rate, 2.0 * window_length, step).tolist():
+            if wanted is None or bool(wanted[b, 0]):
+                freq[b, 0], bandwidth[b, 0], present[b, 0] = _short_item(
+                    y[b, : int(new_lengths[b])], rate, settings
+                )
     valid = lengths_to_mask(counts, n_max)[..., None]
     return FormantTrack(
         torch.where(valid, freq, 0.0),
@@ -413,6 +433,37 @@ def formants_burg(
         torch.where(valid[..., 0], grid, 0.0),
         counts,
     )
+
+
+def _short_items(n: Tensor, rate: float, window: float, time_step: float) -> Tensor:
+    """The items (``n`` resampled samples each) that :func:`formant_frame_grid` gives one frame because
+    they are shorter than the window, as Praat decides it (``1 + floor((n dx - window) / step) < 1``)."""
+    physical = n.to(torch.float64) * (1.0 / rate)
+    short = (1 + torch.floor((physical - window) / time_step).to(torch.int64) < 1) & (n > 0)
+    return short.nonzero(as_tuple=True)[0]
+
+
+def _short_item(
+    y: Tensor, rate: float, settings: tuple[int, float, float, int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Praat's one frame of a sound (``y``, all its resampled samples) shorter than the window, as Praat
+    takes it: at the sound's middle, from ``rightSample - half`` to ``leftSample + half`` (``half`` of the
+    usual window's samples) clipped to the sound, so nearly all of it, under the first samples of a
+    Gaussian window as long as the sound. No formant for a silent frame or one no longer than the LPC
+    order."""
+    n_poles, window_length, safety_margin, n_formants = settings
+    n = y.shape[0]
+    dx = 1.0 / rate
+    half = math.floor(2.0 * window_length / dx) // 2
+    left = math.floor(0.5 * (n * dx) / dx + 1.0) - 1  # Sampled_xToLowIndex of the middle, 0-based
+    start, stop = max(0, left + 1 - half), min(n, left + half + 1)
+    frame = y[start:stop]
+    if frame.shape[0] <= n_poles:
+        none = y.new_zeros(n_formants)
+        return none, none, torch.zeros(n_formants, dtype=torch.bool, device=y.device)
+    a, _ = lpc_burg((frame * _gaussian_window(n, frame.shape[0], y.device))[None], n_poles)
+    freq, bandwidth, keep = _formants_of_lpc(a, frame.abs().amax()[None] > 0, rate, safety_margin, n_formants)
+    return freq[0], bandwidth[0], keep[0]
 
 
 def _frames_read(read_at: Tensor, first: Tensor, step: float, counts: Tensor, n_max: int) -> Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import parselmouth
 import pytest
 import torch
-from helpers import SPEECH_FILES, load_speech, pad_batch
+from helpers import SPEECH_FILES, load_speech, pad_batch, speechlike
 
 from mmtorch.audio.voice import Formants, formants_burg
 from mmtorch.audio.voice.formants import resample_like_praat
@@ -87,8 +87,24 @@ def test_lengths_whose_resampled_length_is_a_tie(length: int) -> None:
     """``length * 11000 / 16000`` is k + 0.5: Praat rounds ``(length / 16000) * 11000``, just below it."""
     x = SPEECH[1][:length].numpy()
     y, n = resample_like_praat(torch.from_numpy(x)[None], torch.tensor([length]), 16000, 11000.0)
-    assert int(n[0]) == parselmouth.Sound(x, 16000).resample(11000, 50).n_samples
+    ref = parselmouth.Sound(x, 16000).resample(11000, 50).values[0]
+    assert int(n[0]) == len(ref)
+    np.testing.assert_allclose(y[0].numpy(), ref, rtol=0, atol=1e-10)
     _every_frame_matches(x, 16000)
+
+
+@pytest.mark.parametrize("length", [20, 100, 545, 700, 799, 800, 801])
+def test_an_item_shorter_than_the_window_is_one_frame_as_in_praat(length: int) -> None:
+    """Praat analyses a sound shorter than the window as one frame at its middle: all of it under a Gaussian
+    window of its own length. Alone, and in a batch beside a longer item."""
+    x = speechlike(length, seed=3, dtype=torch.float64)
+    _every_frame_matches(x.numpy(), 16000)
+    batch, lengths = pad_batch([SPEECH[0][:16000], x], garbage=math.nan)
+    track = formants_burg(batch, lengths, 16000)
+    alone = formants_burg(x[None], None, 16000)
+    assert int(track.lengths[1]) == 1
+    torch.testing.assert_close(track.frequency[1, :1], alone.frequency[0], rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(track.times[1, :1], alone.times[0], rtol=0.0, atol=1e-15)
 
 
 def test_other_rates_and_settings() -> None:
@@ -125,7 +141,7 @@ def test_stage_rows_padding_and_silence() -> None:
     stage = Formants(16000)
     y, frames = stage(x, lengths)
     assert stage.feature_names[:2] == ["F1_Hz", "F1_bandwidth_Hz"] and y.shape[1] == 6
-    assert torch.equal(frames, stage.output_lengths(lengths)) and int(frames[3]) == 0
+    assert torch.equal(frames, stage.output_lengths(lengths)) and int(frames[3]) == 1  # shorter than 50 ms
     assert torch.isfinite(y).all() and (y[2] == 0).all(), "silence has no formants: all 0"
     for b in (0, 1):
         alone, _ = stage(items[b][None])

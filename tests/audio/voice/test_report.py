@@ -68,6 +68,17 @@ def test_short_items_and_groups_give_a_finite_report(samples: int, lengths: list
                 assert bool(report[f"{key}_defined"][b]) == bool(alone[f"{key}_defined"][0])
 
 
+@pytest.mark.parametrize("samples", [660, 700, 799])
+def test_an_item_shorter_than_a_formant_window_reports_praats_formants(samples: int) -> None:
+    """One pitch frame, and one formant frame over nearly the whole item (Praat's special case)."""
+    x = SPEECH[0][8000 : 8000 + samples]
+    ref = praat_voice_report(x.numpy(), 16000)
+    report = voice_report(x[None], None, 16000)
+    for key in ("f0_mean_hz", "f1_mean_hz", "f2_mean_hz", "f3_mean_hz"):
+        assert bool(report[f"{key}_defined"][0]), key
+        assert report[key][0].item() == pytest.approx(ref[key], rel=1e-9), key
+
+
 @pytest.mark.parametrize("samples", [500, 0])
 def test_egemaps_of_a_batch_without_a_pitch_frame_is_finite(samples: int) -> None:
     x = 0.1 * torch.randn(2, samples, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
