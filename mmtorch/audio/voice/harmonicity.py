@@ -8,7 +8,8 @@ per-frame choice: a frame is voiced when its best refined correlation beats the 
 
 Per frame: ``1 / floor + periods / floor`` seconds of signal centred on the frame time, the local mean (one
 longest period to each side) removed; the correlation at lag ``i`` is that of the first ``periods / floor``
-seconds with the same span shifted by ``i`` samples, normalized by both energies (computed by FFT here).
+seconds with the same span shifted by ``i`` samples, normalized by both energies (computed by FFT here;
+where Praat's direct sums repeat exactly from one lag to the next, as over digital silence, so does ``r``).
 
 Unvoiced frames are -200 dB in Praat; here they carry a ``voiced = False`` flag and the value
 ``unvoiced_value`` (default -200, Praat's). ``Get mean`` (:func:`harmonicity_mean`) skips them.
@@ -36,6 +37,10 @@ from mmtorch.audio.voice.sinc import bracket_bounds, bracket_coefficients, refin
 from mmtorch.masks import full_lengths, lengths_to_mask
 
 __all__ = ["Harmonicity", "HarmonicityTrack", "harmonicity_cc", "harmonicity_mean"]
+
+# Ties of Praat's correlation: the FFT's rounding of a product is ~1e-16 of |head| |span| (normwise); a real
+# change from one lag to the next is this small only by chance (in the speech fixtures, never below 4e-8).
+_TIE_TOLERANCE = 1e-12
 
 
 class HarmonicityTrack(NamedTuple):
@@ -72,6 +77,46 @@ def _frame_max(rows: Tensor, value: Tensor, n_rows: int) -> Tensor:
     """Per-frame maximum of ``value`` (``rows`` names the frame), -inf for frames with no entry."""
     out = torch.full((n_rows,), -math.inf, dtype=value.dtype, device=value.device)
     return out.scatter_reduce(0, rows, value, "amax")
+
+
+def _flatten_ties(
+    r: Tensor, product: Tensor, energy: Tensor, nsamp_window: int, max_lag: Tensor, frames: Tensor
+) -> None:
+    """Make ``r`` (in place) tie exactly where Praat's does.
+
+    Praat sums each lag's products directly and updates the lagged window's energy by ``yZ^2 - y0^2`` (the
+    sample entering the window, the one leaving it). Where that update is 0 and the products are the
+    previous lag's in another order (a window in digital silence or DC, a click on a constant background,
+    a signal of a few levels), its ``r`` repeats the previous lag's bit for bit, and a run of such lags
+    holds no peak. The FFT's rounding ripples would make peaks there; before an onset (a constant head
+    window) they sit at ``r = 1``, tens of dB above Praat's HNR. So a lag whose energy update is 0 and
+    whose product differs from the previous lag's by no more than the FFT's rounding takes the previous
+    lag's ``r``.
+
+    Args:
+        r: ``(F, L)`` correlations at lags ``0 .. L - 1``.
+        product: ``(F, L)`` the FFT's products of the head window and the lagged one.
+        energy: ``(F, S)`` the squared samples of the mean-removed spans.
+        nsamp_window: samples in a window.
+        max_lag: int64 ``(F,)`` each frame's last lag with a full window.
+        frames: bool ``(F,)``, the frames whose peaks count (the others are left as they are).
+    """
+    last = min(r.shape[1], energy.shape[1] - nsamp_window + 1)  # lags 1 .. last - 1 have a full window
+    leaving, entering = energy[:, : last - 1], energy[:, nsamp_window : nsamp_window + last - 1]
+    # frames with an update of 0 somewhere (a difference is 0 exactly where the squares are equal)
+    rows = (frames & ((entering - leaving).abs_().amin(dim=1) == 0)).nonzero().squeeze(1)
+    if not len(rows):
+        return
+    lags = torch.arange(1, last, device=r.device)
+    energy = energy[rows]
+    scale = torch.sqrt(energy[:, :nsamp_window].sum(dim=1) * energy.sum(dim=1))
+    change = (product[rows, 1:last] - product[rows, : last - 1]).abs()
+    repeat = (entering[rows] == leaving[rows]) & (lags <= max_lag[rows, None])
+    repeat &= change <= _TIE_TOLERANCE * scale[:, None]
+    # each repeating lag takes the value of its run's first lag (the last lag before it that does not repeat)
+    index = torch.arange(r.shape[1], device=r.device).repeat(len(rows), 1)
+    index[:, 1:last] = torch.where(repeat, 0, lags)
+    r[rows] = r[rows].gather(1, index.cummax(dim=1).values)
 
 
 def _all_peaks(r: Tensor, last_lag: int) -> tuple[Tensor, Tensor]:
@@ -179,7 +224,8 @@ def harmonicity_cc(
         return torch.fft.irfft(head_spectrum.conj() * spectrum, n_fft)[:, : brent_ixmax + 1]
 
     product = row_blocks(correlation, flat_span, brent_ixmax + 1)
-    squares = torch.nn.functional.pad(flat_span.square().cumsum(dim=1), (1, 0))
+    energy = flat_span.square()
+    squares = torch.nn.functional.pad(energy.cumsum(dim=1), (1, 0))
     lags = torch.arange(brent_ixmax + 1, device=x.device)
     sum_y2 = squares[:, nsamp_window + lags.clamp(max=span_len - nsamp_window)] - squares[:, lags]
     sum_x2 = sum_y2[:, :1]
@@ -194,6 +240,7 @@ def harmonicity_cc(
     # A frame is voiced when its best r (at most 1) beats max(0, 2 - intensity / silence): never when the
     # intensity is at most the silence threshold, so quiet frames skip the search.
     frame_ok = frame_ok & (intensity.reshape(-1) > silence_threshold)
+    _flatten_ties(r, product, energy, nsamp_window, max_lag_here.reshape(-1), frame_ok)
     rows, peak = _all_peaks(r, min(maximum_lag, brent_ixmax))
     keep = frame_ok[rows]
     rows, peak = rows[keep], peak[keep]

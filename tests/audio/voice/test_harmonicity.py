@@ -122,3 +122,106 @@ def test_only_some_frames_gives_their_values_and_leaves_the_rest_unvoiced(on_pit
     assert (part.hnr[valid & ~wanted] == -200).all() and (part.hnr[~valid] == 0).all()
     with pytest.raises(ValueError, match="only must be"):
         harmonicity_cc(x, lengths, 16000, times=times, only=only[:, 1:])
+
+
+def _praat(x: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
+    """Praat's HNR per frame (-200 where unvoiced) and its ``Get mean`` (NaN where undefined)."""
+    harmonicity = parselmouth.Sound(x, sr).to_harmonicity_cc(0.01, 75, 0.1, 1.0)
+    return harmonicity.values[0], call(harmonicity, "Get mean", 0, 0)
+
+
+def _assert_matches_praat(hnr: torch.Tensor, voiced: torch.Tensor, ref: np.ndarray, tol: float = 0.5) -> None:
+    """Same voicing as Praat on every frame, and the HNR within ``tol`` dB where voiced."""
+    assert len(hnr) == len(ref)
+    voiced = voiced.numpy()
+    assert np.array_equal(voiced, ref != -200), np.flatnonzero(voiced != (ref != -200))
+    error = np.abs(hnr.numpy()[voiced] - ref[voiced])
+    assert error.max(initial=0.0) <= tol, (np.flatnonzero(voiced)[error.argmax()], error.max())
+
+
+def _onset(sr: int = 16000) -> np.ndarray:
+    """0.5 s of digital silence, then 0.5 s of a 200 Hz sine."""
+    t = np.arange(sr // 2) / sr
+    return np.concatenate([np.zeros(sr // 2), 0.5 * np.sin(2 * np.pi * 200 * t)])
+
+
+def _voice_in_silence(seed: int) -> np.ndarray:
+    """``speechlike`` voice with digital silence before and after (the onset moves with the seed)."""
+    voice = speechlike(12000, seed=seed, dtype=torch.float64).numpy()
+    return np.concatenate([np.zeros(6000 + 37 * seed), voice, np.zeros(5000)])
+
+
+def _clicks(background: float, seed: int = 5) -> np.ndarray:
+    """Clicks of random heights 60-200 samples apart on a constant background."""
+    g = np.random.default_rng(seed)
+    x = np.full(16000, background)
+    at = 2000 + np.cumsum(g.integers(60, 200, 60))
+    at = at[at < 14000]
+    x[at] = g.uniform(-1, 1, len(at))
+    return x
+
+
+def test_onset_after_digital_silence_matches_praat() -> None:
+    """Before an onset the head window, its local mean removed, is constant: Praat's correlation is then
+    exactly 1 at every lag whose window is still in the silence, a plateau without a peak. The FFT's
+    rounding ripples made peaks of it (frame 48: 80 dB where Praat has -9 dB; the mean 1.8 dB high)."""
+    x = _onset()
+    ref, ref_mean = _praat(x, 16000)
+    track = harmonicity_cc(torch.from_numpy(x)[None], None, 16000)
+    _assert_matches_praat(track.hnr[0], track.voiced[0], ref)
+    assert abs(float(harmonicity_mean(track)[0]) - ref_mean) <= 0.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_voice_between_digital_silences_matches_praat(seed: int) -> None:
+    """One frame per onset was 30-55 dB off; the frames past the offset (lagged windows in the silence,
+    head windows not) must stay right too."""
+    x = _voice_in_silence(seed)
+    ref, ref_mean = _praat(x, 16000)
+    track = harmonicity_cc(torch.from_numpy(x)[None], None, 16000)
+    _assert_matches_praat(track.hnr[0], track.voiced[0], ref)
+    assert abs(float(harmonicity_mean(track)[0]) - ref_mean) <= 0.5
+
+
+def test_lone_impulse_in_silence_is_unvoiced_as_in_praat() -> None:
+    """Around a lone impulse Praat's correlation is all plateaus (each lag adds the previous lag's products,
+    reordered): no peak, every frame unvoiced and the mean undefined. mmtorch gave a frame 37 dB."""
+    x = np.zeros(16000)
+    x[8000] = 1.0
+    ref, ref_mean = _praat(x, 16000)
+    assert (ref == -200).all() and math.isnan(ref_mean)
+    track = harmonicity_cc(torch.from_numpy(x)[None], None, 16000)
+    _assert_matches_praat(track.hnr[0], track.voiced[0], ref)
+    assert harmonicity_mean(track, empty_value=math.nan)[0].isnan()
+
+
+@pytest.mark.parametrize("background", [0.0, -0.15])
+def test_clicks_on_a_constant_background_match_praat(background: float) -> None:
+    """Between clicks, windows that hold the same clicks at other places add the same products in another
+    order: Praat's correlation ties there though no window is constant (frames were up to 4 and 28 dB off,
+    and 2-3 voiced where Praat's are not)."""
+    x = _clicks(background)
+    ref, ref_mean = _praat(x, 16000)
+    assert (ref != -200).sum() > 20
+    track = harmonicity_cc(torch.from_numpy(x)[None], None, 16000)
+    _assert_matches_praat(track.hnr[0], track.voiced[0], ref)
+    assert abs(float(harmonicity_mean(track)[0]) - ref_mean) <= 0.5
+
+
+def test_onsets_match_praat_in_a_batch_and_on_some_frames_only() -> None:
+    """The fix holds for every item of a padded batch (garbage in the padding) and on the ``only=`` path,
+    which analyses the chosen frames only."""
+    items = [_onset(), _voice_in_silence(1), np.r_[np.zeros(3000), SPEECH[0].numpy()[:12000]], _clicks(0.0)]
+    x, lengths = pad_batch([torch.from_numpy(item) for item in items], garbage=math.nan)
+    full = harmonicity_cc(x, lengths, 16000)
+    n_max = full.hnr.shape[1]
+    only = (torch.arange(n_max) % 3 != 1).expand(len(items), -1)  # the onset's frame 48 among them
+    part = harmonicity_cc(x, lengths, 16000, only=only)
+    for b, item in enumerate(items):
+        ref, ref_mean = _praat(item, 16000)
+        n = int(full.lengths[b])
+        _assert_matches_praat(full.hnr[b, :n], full.voiced[b, :n], ref)
+        assert abs(float(harmonicity_mean(full)[b]) - ref_mean) <= 0.5
+        wanted = only[b, :n]
+        _assert_matches_praat(part.hnr[b, :n][wanted], part.voiced[b, :n][wanted], ref[wanted.numpy()])
+        assert not part.voiced[b, :n][~wanted].any()
