@@ -7,7 +7,7 @@ seconds of audio per second, speed relative to openSMILE, and the largest deviat
 report from Praat's on every utterance. A second table: the Pitch, Harmonicity and Formants stages on
 their own, the padded batch at once against groups of items of similar length (their CPU default), and
 ``Chain(VoiceFeatures, Deltas)`` item by item against the chain's default (the whole batch to
-``VoiceFeatures``).
+``VoiceFeatures``). A third table: the memory each call needs at its peak (:func:`mmtorch.bench.peak_memory_mib`).
 
     python benchmarks/voice.py [--utterances 24] [--repeats 3] [--threads N]
 """
@@ -27,7 +27,7 @@ import torch
 
 from mmtorch.audio import Chain, Deltas
 from mmtorch.audio.voice import Formants, Harmonicity, Pitch, VoiceFeatures, egemaps, voice_report
-from mmtorch.bench import machine, praat_voice_report, timed
+from mmtorch.bench import machine, peak_memory_mib, praat_voice_report, timed
 from mmtorch.demo import synthetic_speech
 
 
@@ -175,6 +175,27 @@ def main() -> None:
         f'| `Chain(VoiceFeatures, Deltas)`, item by item / `"auto"` | {t_items:.3f} | {t_chain:.3f} | '
         f"{t_items / t_chain:.1f}× |"
     )
+
+    # Memory: the padded batch at once (the GPU default) needs memory in proportion to the padded batch;
+    # groups of similar length (the CPU default) to the largest group. Median of three calls.
+    padded = batch32.numel() / 16000
+    print(
+        f"\n| call ({total:.0f} s of audio, {padded:.0f} s padded) | peak memory (MiB) | MiB per padded s |"
+    )
+    print("|---|---|---|")
+    calls = [
+        ('`VoiceFeatures`, `strategy="batch"`', VoiceFeatures(16000, strategy="batch"), False),
+        ('`VoiceFeatures`, `"auto"` (groups)', features, False),
+        ("`voice_report`", lambda x, n: voice_report(x, n, 16000), False),
+        ("`egemaps`", lambda x, n: egemaps(x, n, 16000), False),
+    ]
+    if torch.cuda.is_available():
+        calls.append((f"`VoiceFeatures`, {torch.cuda.get_device_name()}", features_gpu, True))
+    for name, call, cuda in calls:
+        x, n = (dev_batch, dev_lengths) if cuda else (batch32, lengths)
+        call(x, n)
+        mib = statistics.median(peak_memory_mib(lambda c=call, x=x, n=n: c(x, n), cuda) for _ in range(3))
+        print(f"| {name} | {mib:,.0f} | {mib / padded:.1f} |")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,18 @@
 
 Every system featurizes the same utterances (1–15 s of synthetic speech at 16 kHz). The table gives the best
 wall time over repeats (robust to other load on the machine), seconds of audio per second, speed relative
-to the torchaudio per-item loop, and the max abs difference between mmtorch and that system's output on
-every frame. Peers that are not installed (librosa) are left out; CUDA rows appear when a GPU is present.
+to the torchaudio per-item loop, the memory one call needs at its peak (:func:`peak_memory_mib`), and the
+max abs difference between mmtorch and that system's output on every frame. Peers that are not installed (librosa) are left out; CUDA rows appear when a GPU is present.
 ``mmtorch bench`` and ``benchmarks/frontend.py`` print :func:`frontend_table`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import importlib.util
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -22,7 +26,7 @@ import torchaudio
 from mmtorch.audio import STFT, AmplitudeToDB, Chain, MelScale, frontend
 from mmtorch.demo import synthetic_speech
 
-__all__ = ["frontend_table", "machine", "praat_voice_report", "timed"]
+__all__ = ["frontend_table", "machine", "peak_memory_mib", "praat_voice_report", "timed"]
 
 
 def timed(
@@ -41,6 +45,45 @@ def timed(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return reduce(times)
+
+
+def _proc_status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024.0  # kB
+    raise OSError(f"no {key} in /proc/self/status")
+
+
+def peak_memory_mib(fn: Callable[[], object], cuda: bool = False) -> float:
+    """Memory one call of ``fn`` needs at its peak beyond what is in use when it starts, in MiB.
+
+    On CUDA: the caching allocator's peak allocated bytes over those allocated before the call. On the CPU
+    (Linux): the growth of the process's resident set, from its size before the call (after a garbage
+    collection and ``malloc_trim``, so freed memory glibc still holds is not counted as in use) to its high
+    water mark during the call, which is reset first (``/proc/self/clear_refs``). This counts every
+    allocation, tensors and the libraries' workspaces alike, as the kernel sees it; NaN where ``/proc`` does
+    not allow it.
+    """
+    gc.collect()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+        before = _proc_status_mib("VmRSS:")
+    except OSError:
+        fn()
+        return math.nan
+    fn()
+    return _proc_status_mib("VmHWM:") - before
 
 
 def machine(libraries: str = "") -> str:
@@ -93,6 +136,13 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
     numpy_items = [x.numpy() for x in items]
     rows: list[_Row] = []
     ratios: list[str] = []
+    memory: list[float] = []  # of each row, in order
+
+    def measure(fn: Callable[[], object], cuda: bool = False) -> float:
+        """Seconds per call (one row's); the call's peak memory goes to ``memory``."""
+        seconds = timed(fn, repeats, cuda)
+        memory.append(peak_memory_mib(fn, cuda))
+        return seconds
 
     with torch.inference_mode():
         ta = torch.nn.Sequential(
@@ -101,7 +151,7 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
         )
         ours = Chain(STFT(400, hop_length=160), MelScale(80, 16000, 201), AmplitudeToDB(top_db=80.0))
         feats, frames = ours(batch, lengths)
-        t_ta = timed(lambda: [ta(x) for x in items], repeats)
+        t_ta = measure(lambda: [ta(x) for x in items])
         rows.append(
             _Row(
                 "torchaudio MelSpectrogram+AmplitudeToDB",
@@ -114,11 +164,11 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
             _Row(
                 "torchaudio MelSpectrogram+AmplitudeToDB",
                 "padded batch (ignores lengths)",
-                timed(lambda: ta(batch), repeats),
+                measure(lambda: ta(batch)),
                 None,
             )
         )
-        t_ours = timed(lambda: ours(batch, lengths), repeats)
+        t_ours = measure(lambda: ours(batch, lengths))
         rows.append(_Row("**mmtorch** STFT→MelScale→AmplitudeToDB", "padded batch, CPU", t_ours, 0.0))
         ratios.append(f"{t_ta / t_ours:.2f}× the torchaudio per-item loop")
 
@@ -127,11 +177,10 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
 
             kwargs = {"sr": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 80}
             refs = [librosa.power_to_db(librosa.feature.melspectrogram(y=x, **kwargs)) for x in numpy_items]
-            t_lib = timed(
+            t_lib = measure(
                 lambda: [
                     librosa.power_to_db(librosa.feature.melspectrogram(y=x, **kwargs)) for x in numpy_items
-                ],
-                repeats,
+                ]
             )
             ours_lib = frontend("librosa", sample_rate=16000, n_fft=400, hop_length=160, n_mels=80)
             feats, frames = ours_lib(batch, lengths)
@@ -143,7 +192,7 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
                     _max_diff(feats, frames, refs),
                 )
             )
-            t_ours_lib = timed(lambda: ours_lib(batch, lengths), repeats)
+            t_ours_lib = measure(lambda: ours_lib(batch, lengths))
             rows.append(
                 _Row(
                     '**mmtorch** frontend("librosa", 16 kHz, n_fft 400)', "padded batch, CPU", t_ours_lib, 0.0
@@ -159,25 +208,25 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
             return hf(x, sampling_rate=16000, padding="longest", return_tensors="np").input_features[0]
 
         refs = [hf_call(x) for x in numpy_items]
-        t_hf = timed(lambda: [hf_call(x) for x in numpy_items], repeats)
+        t_hf = measure(lambda: [hf_call(x) for x in numpy_items])
         whisper = frontend("whisper")
         feats, frames = whisper(batch, lengths)
         rows.append(
             _Row("HF WhisperFeatureExtractor", "per item (loop)", t_hf, _max_diff(feats, frames, refs))
         )
-        t_wh = timed(lambda: whisper(batch, lengths), repeats)
+        t_wh = measure(lambda: whisper(batch, lengths))
         rows.append(_Row('**mmtorch** frontend("whisper")', "padded batch, CPU", t_wh, 0.0))
         ratios.append(f"{t_hf / t_wh:.2f}× HF Whisper")
 
         fbank = torchaudio.compliance.kaldi.fbank
         refs = [fbank(x[None] * 32768).T for x in items]
-        t_ka = timed(lambda: [fbank(x[None] * 32768) for x in items], repeats)
+        t_ka = measure(lambda: [fbank(x[None] * 32768) for x in items])
         kaldi = frontend("kaldi")
         feats, frames = kaldi(batch, lengths)
         rows.append(
             _Row("torchaudio.compliance.kaldi.fbank", "per item (loop)", t_ka, _max_diff(feats, frames, refs))
         )
-        t_ours_ka = timed(lambda: kaldi(batch, lengths), repeats)
+        t_ours_ka = measure(lambda: kaldi(batch, lengths))
         rows.append(_Row('**mmtorch** frontend("kaldi")', "padded batch, CPU", t_ours_ka, 0.0))
         ratios.append(f"{t_ka / t_ours_ka:.2f}× torchaudio kaldi fbank")
 
@@ -187,7 +236,7 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
                 fe = frontend(name).cuda()
                 gpu, _ = fe(dev_batch, dev_lengths)
                 cpu, _ = frontend(name)(batch, lengths)
-                seconds = timed(lambda fe=fe: fe(dev_batch, dev_lengths), repeats, cuda=True)
+                seconds = measure(lambda fe=fe: fe(dev_batch, dev_lengths), cuda=True)
                 rows.append(
                     _Row(
                         f'**mmtorch** frontend("{name}")',
@@ -201,7 +250,7 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
                 _Row(
                     "torchaudio MelSpectrogram+AmplitudeToDB",
                     "padded batch, CUDA (ignores lengths)",
-                    timed(lambda: ta_cuda(dev_batch), repeats, cuda=True),
+                    measure(lambda: ta_cuda(dev_batch), cuda=True),
                     None,
                 )
             )
@@ -209,13 +258,15 @@ def frontend_table(utterances: int = 36, repeats: int = 15) -> str:
     lines = [
         f"{len(items)} utterances, {total:.1f} s of 16 kHz audio. {machine()}",
         "",
-        "| system | how | time (ms) | audio s/s | vs torchaudio loop | max abs diff vs mmtorch |",
-        "|---|---|---:|---:|---:|---:|",
+        "| system | how | time (ms) | audio s/s | vs torchaudio loop | peak memory (MiB) "
+        "| max abs diff vs mmtorch |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for r, mib in zip(rows, memory, strict=True):
         diff = "—" if r.diff is None else ("(same)" if r.diff == 0.0 else f"{r.diff:.1e}")
         lines.append(
-            f"| {r.system} | {r.how} | {r.seconds * 1e3:.1f} | {total / r.seconds:,.0f} | {t_ta / r.seconds:.2f}× | {diff} |"
+            f"| {r.system} | {r.how} | {r.seconds * 1e3:.1f} | {total / r.seconds:,.0f} | {t_ta / r.seconds:.2f}× "
+            f"| {mib:,.0f} | {diff} |"
         )
     lines += ["", "mmtorch CPU log-mel: " + ", ".join(ratios) + "."]
     return "\n".join(lines)
