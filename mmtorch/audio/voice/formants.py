@@ -1,7 +1,8 @@
 """Formants by Praat's Burg method (``Sound: To Formant (burg)``), batched over items and frames.
 
 Praat's steps, each on the whole batch: resample to twice the maximum formant frequency (Praat's own
-resampler: an FFT low-pass per item, then depth-50 sinc interpolation), pre-emphasis ``y[n] = x[n] - exp(-2 pi F dt) x[n - 1]`` from ``preemphasis_from`` Hz, Gaussian
+resampler: an FFT low-pass per item, then depth-50 sinc interpolation; by exactly 2, its FFT upsampling),
+pre-emphasis ``y[n] = x[n] - exp(-2 pi F dt) x[n - 1]`` from ``preemphasis_from`` Hz, Gaussian
 windows of twice ``window_length`` seconds, Burg LPC of order ``2 * max_formants``, roots of the
 prediction polynomial (eigenvalues of its companion matrix) reflected into the unit circle, and every
 root above the real axis with a frequency between ``safety_margin`` and ``Nyquist - safety_margin`` Hz a
@@ -196,7 +197,7 @@ def resample_like_praat(
     # moves the low-pass cut by one component.
     upfactor = new_rate * (1.0 / sample_rate)
     if abs(upfactor - 2.0) < 1e-6:
-        raise ValueError("Formants: upsampling by exactly 2 is not supported; use another maximum formant")
+        return _upsample_like_praat(x, lengths)
     size = int(_resampled_lengths(lengths.new_tensor([x.shape[1]]), sample_rate, new_rate)[0])
     if not x.numel() or size == 0:
         return x.new_zeros(x.shape[0], size), new_lengths
@@ -207,6 +208,49 @@ def resample_like_praat(
     start = (first - 0.5 / sample_rate) * sample_rate + 1.0  # 1-based position of new sample 0
     y = _polyphase_like_praat(x, lengths, start, new_lengths, sample_rate, new_rate, size, 50)
     return torch.where(lengths_to_mask(new_lengths, size), y, 0.0), new_lengths
+
+
+def _upsample_like_praat(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Praat's ``Sound_upsample`` (what ``Sound_resample`` does for a factor of 2): each item zero-padded by
+    1000 samples on both sides to a power of two ``N``, FFT, the top 5 % of the packed real-FFT layout
+    tapered linearly to 0 and the Nyquist component zeroed, then an inverse FFT of ``2 N`` points (the
+    spectrum zero-padded): ``2 L`` samples, the first at a quarter of an old sample."""
+    new_lengths = 2 * lengths
+    out = x.new_zeros(x.shape[0], 2 * x.shape[1])
+    sizes = 1 << torch.ceil(torch.log2((lengths + 2000).to(torch.float64))).to(torch.int64)
+    for nfft in sorted(set(sizes.tolist())):
+        rows = (sizes == nfft).nonzero(as_tuple=True)[0]
+        width = min(x.shape[1], nfft - 2000)
+        data = x.new_zeros(rows.shape[0], nfft)
+        data[:, 1000 : 1000 + width] = x[rows, :width]
+        spectrum = torch.fft.rfft(data)  # bins 0 .. N / 2
+        # Packed index i (1-based) holds Re of bin (i - 1) / 2 for odd i >= 3 and Im of bin i / 2 - 1 for
+        # even i; those above imin are scaled by (N - i) / (N - imin).
+        imin = math.floor(nfft * 0.95)
+        k = torch.arange(spectrum.shape[1], device=x.device, dtype=torch.float64)
+        re_index, im_index = 2.0 * k + 1.0, 2.0 * k + 2.0
+        taper_re = torch.where(re_index > imin, (nfft - re_index) / (nfft - imin), 1.0)
+        taper_im = torch.where(im_index > imin, (nfft - im_index) / (nfft - imin), 1.0)
+        taper_re[0] = taper_im[0] = 1.0  # DC (index 1); Praat's index 2 is the Nyquist, zeroed below
+        spectrum = torch.complex(spectrum.real * taper_re.to(x.dtype), spectrum.imag * taper_im.to(x.dtype))
+        spectrum[:, -1] = 0
+        # Praat's inverse is unnormalized and scaled by 1 / N: twice irfft's 1 / (2 N).
+        signal = 2.0 * torch.fft.irfft(spectrum, 2 * nfft)
+        out[rows, : 2 * width] = signal[:, 2000 : 2000 + 2 * width]
+    return torch.where(lengths_to_mask(new_lengths, out.shape[1]), out, 0.0), new_lengths
+
+
+def _resampled_first_sample(lengths: Tensor, sample_rate: float, rate: float, n: Tensor) -> Tensor:
+    """The time of the first sample of Praat's resampled sound (``n`` samples at ``rate``), computed as
+    Praat computes it: ``0.5 * (duration - (n - 1) / rate)`` centres the samples on the item; upsampling by 2
+    puts the first at ``x1 - 0.5 * (dx - dx / 2)``; without resampling it is ``0.5 / rate``."""
+    if rate == sample_rate:
+        return torch.full_like(lengths, 0, dtype=torch.float64) + 0.5 / rate
+    if abs(rate * (1.0 / sample_rate) - 2.0) < 1e-6:
+        dx = 1.0 / sample_rate
+        return torch.full_like(lengths, 0, dtype=torch.float64) + (0.5 * dx - 0.5 * (dx - dx / 2.0))
+    duration = lengths.to(torch.float64) / sample_rate
+    return 0.5 * (duration - (n.to(torch.float64) - 1) / rate)
 
 
 def _resampled_lengths(lengths: Tensor, sample_rate: float, rate: float) -> Tensor:
@@ -234,12 +278,7 @@ def formant_frame_grid(
     count = 1 + torch.floor((physical - window) / time_step).to(torch.int64)
     short = count < 1  # shorter than the window: one frame (see _short_items)
     count = torch.where(short, (n > 0).to(count.dtype), count)
-    duration = lengths.to(torch.float64) / sample_rate
-    x1 = (
-        0.5 * (duration - (n.to(torch.float64) - 1) / rate)
-        if rate != sample_rate
-        else torch.full_like(duration, 0.5 * dx)
-    )
+    x1 = _resampled_first_sample(lengths, sample_rate, rate, n)
     t1 = x1 + 0.5 * (physical - dx - (count - 1).to(torch.float64) * time_step)
     return count, torch.where(short, x1 + 0.5 * physical, t1)
 
@@ -403,12 +442,7 @@ def formants_burg(
         counts = torch.full_like(lengths, times.shape[1])
         n_max = times.shape[1]
         grid = times.to(torch.float64)
-    # Praat's resampled sound has its first sample at 0.5 * (duration - (n - 1) / rate).
-    duration = lengths.to(torch.float64) / sample_rate
-    if rate != sample_rate:
-        x1 = 0.5 * (duration - (new_lengths.to(torch.float64) - 1) / rate)
-    else:
-        x1 = torch.full_like(duration, 0.5 / rate)
+    x1 = _resampled_first_sample(lengths, sample_rate, rate, new_lengths)
     settings = (n_poles, window_length, safety_margin, n_formants)
     wanted = None if only is None else only & lengths_to_mask(counts, n_max)
     if read_at is not None and times is None:

@@ -82,6 +82,26 @@ def test_rates_that_are_11000_times_a_power_of_two(sr: int) -> None:
     _every_frame_matches(x.numpy(), sr)
 
 
+@pytest.mark.parametrize(("sr", "length"), [(5500, 2000), (5500, 7777), (8000, 9000), (8000, 500)])
+def test_a_maximum_formant_equal_to_the_sample_rate_upsamples_as_praat(sr: int, length: int) -> None:
+    """Twice the maximum formant is twice the sample rate: Praat's FFT upsampling by 2 (top 5 % of the
+    spectrum tapered), its first sample a quarter of an old sample in; then every frame as Praat's."""
+    x = speechlike(length, sample_rate=sr, seed=1, dtype=torch.float64).numpy()
+    ref = parselmouth.Sound(x, sr).resample(2 * sr, 50)
+    y, n = resample_like_praat(torch.from_numpy(x)[None], torch.tensor([length]), sr, 2.0 * sr)
+    assert int(n[0]) == ref.n_samples == 2 * length
+    np.testing.assert_allclose(y[0].numpy(), ref.values[0], rtol=0, atol=1e-12)
+    formant = parselmouth.Sound(x, sr).to_formant_burg(None, 5, sr, 0.025, 50)
+    track = formants_burg(torch.from_numpy(x)[None], None, sr, max_frequency=float(sr))
+    assert int(track.lengths[0]) == formant.nx
+    np.testing.assert_allclose(track.times[0].numpy(), formant.xs(), rtol=0, atol=1e-12)
+    for k in range(3):
+        ref_k = np.array([formant.get_value_at_time(k + 1, t) for t in formant.xs()])
+        present = track.present[0, :, k].numpy()
+        assert np.array_equal(present, ~np.isnan(ref_k))
+        np.testing.assert_allclose(track.frequency[0, :, k].numpy()[present], ref_k[present], rtol=1e-7)
+
+
 @pytest.mark.parametrize("length", [8200, 39992])
 def test_lengths_whose_resampled_length_is_a_tie(length: int) -> None:
     """``length * 11000 / 16000`` is k + 0.5: Praat rounds ``(length / 16000) * 11000``, just below it."""
