@@ -176,15 +176,24 @@ def hammarberg_index(mag: Tensor, freqs: Tensor) -> Tensor:
     return torch.where(high > 0, index, index.new_zeros(()))
 
 
-def _band_edges(freqs: Tensor, low: float, high: float) -> tuple[int, int]:
-    """openSMILE's bin range of a band given on its frequency axis: the last bin at or below ``low`` and
-    the first bin at or above ``high`` (its boundary weights are 1 for bands on bin frequencies)."""
+def _band_edges(freqs: Tensor, low: float, high: float) -> tuple[int, int, float, float]:
+    """openSMILE's bin range of a band on its frequency axis, with the weights of its edge bins: the last bin
+    below ``low`` (weighted by how far the next bin lies above ``low``, in bins) and the bin at ``high``, or
+    the last one below it (weighted by how far ``high`` lies above that bin). A weight of 0 counts as 1,
+    as in openSMILE; both are 1 for bands on bin frequencies."""
     f = freqs.tolist()
-    above = [i for i, v in enumerate(f) if v > low]
-    first = max(0, (above[0] if above else len(f)) - 1)
-    reach = [i for i, v in enumerate(f) if v >= high]
-    last = (reach[0] if f[reach[0]] == high else reach[0] - 1) if reach else len(f) - 1
-    return first, max(first, min(last, len(f) - 1))
+    above = next((i for i, v in enumerate(f) if v > low), len(f))
+    if 0 < above < len(f):
+        first, w_first = above - 1, (f[above] - low) / (f[above] - f[above - 1])
+    else:
+        first, w_first = max(0, above - 1), 1.0
+    reach = next((i for i, v in enumerate(f) if v >= high), None)
+    if reach is None:
+        last, w_last = len(f) - 1, 1.0
+    else:
+        last = reach if f[reach] == high else reach - 1
+        w_last = (high - f[reach - 1]) / (f[reach] - f[reach - 1]) if reach > 0 else 1.0
+    return first, max(first, min(last, len(f) - 1)), w_first or 1.0, w_last or 1.0
 
 
 def slope_weights(freqs: Tensor, low: float, high: float) -> Tensor:
@@ -192,21 +201,34 @@ def slope_weights(freqs: Tensor, low: float, high: float) -> Tensor:
 
     openSMILE's normal equations use the number of bin *intervals* ``n = last - first`` where the sums run
     over the ``n + 1`` bins of the band: ``slope = (n sum f dB - sum f sum dB) / (n sum f^2 - (sum f)^2)``.
-    This quirk is reproduced (it is what eGeMAPS reports). Band edges between bins are widened to whole
-    bins; openSMILE weights such edge bins fractionally (no difference for 0/500/1500 Hz at 16 kHz with a
-    512-point FFT, where they fall on bins).
+    An edge bin between band edges enters with its weight ``c`` (:func:`_band_edges`) as openSMILE enters it:
+    its ``f`` as ``c f`` in every sum and its ``dB`` as ``c dB`` (so ``f dB`` as ``c f dB`` and ``f^2`` as
+    ``(c f)^2``). These quirks are reproduced (they are what eGeMAPS reports); at 16 kHz with a 512-point
+    FFT the bands 0/500/1500 Hz fall on bins and every weight is 1, at 44.1 or 48 kHz they do not.
 
     Returns:
         float64 ``(F,)``, zero outside the band.
     """
     freqs = freqs.detach().to("cpu", torch.float64)
-    first, last = _band_edges(freqs, low, high)
+    first, last, w_first, w_last = _band_edges(freqs, low, high)
+    # Each bin's share c: 1 inside, the edge weights at the ends (both, added, when the band is one bin).
+    share = torch.zeros_like(freqs)
+    share[first + 1 : last] = 1.0
+    share[first] += w_first
+    share[last] += w_last
     f = freqs[first : last + 1]
+    c = share[first : last + 1]
+    # The sums over contributions: sum (c f) and sum (c f)^2, with the two edge terms apart when first ==
+    # last (openSMILE adds the bin once for each edge).
+    terms = torch.cat(
+        (freqs[first : first + 1] * w_first, freqs[first + 1 : last], freqs[last : last + 1] * w_last)
+    )
     n = float(last - first)
-    denominator = n * float(f.square().sum()) - float(f.sum()) ** 2
+    sum_f = float(terms.sum())
+    denominator = n * float(terms.square().sum()) - sum_f**2
     weights = torch.zeros_like(freqs)
     if denominator != 0.0:
-        weights[first : last + 1] = (n * f - float(f.sum())) / denominator
+        weights[first : last + 1] = (n * c * f - sum_f * c) / denominator
     return weights
 
 
@@ -591,7 +613,8 @@ def sma3(y: Tensor, lengths: Tensor | None, skip_zeros: bool = False) -> Tensor:
 class EGeMAPSDescriptors(Stage):
     """The spectral low-level descriptors of openSMILE's eGeMAPSv02, frame for frame.
 
-    Frames of 20 ms every 10 ms, left-aligned (frame ``i`` holds samples ``[i * hop, i * hop + win)``,
+    Frames of 20 ms every 10 ms (in samples rounded half up, as openSMILE rounds: 441 every 221 at
+    22.05 kHz), left-aligned (frame ``i`` holds samples ``[i * hop, i * hop + win)``,
     ``1 + (L - win) // hop`` frames, 0 for an item shorter than one frame), symmetric Hamming window,
     zero-padded to the next power of two (512 at 16 kHz), FFT magnitude. Rows, with openSMILE's names:
 
@@ -618,8 +641,11 @@ class EGeMAPSDescriptors(Stage):
         super().__init__()
         self.sample_rate = int(sample_rate)
         self.smooth = bool(smooth)
-        self.win_length = round(0.020 * self.sample_rate)
-        self.hop_length = round(0.010 * self.sample_rate)
+        # openSMILE's framer: C's round (half away from zero) of seconds / (1 / sample_rate), so 22.05 kHz
+        # steps 221 samples (Python's round would give 220 and drift a frame every 2 s).
+        period = 1.0 / self.sample_rate
+        self.win_length = math.floor(0.020 / period + 0.5)
+        self.hop_length = math.floor(0.010 / period + 0.5)
         self.n_fft = 1 << max(0, math.ceil(math.log2(self.win_length)))
         n = torch.arange(self.win_length, dtype=torch.float64)
         window = 0.54 - 0.46 * torch.cos(2.0 * math.pi * n / (self.win_length - 1))

@@ -9,6 +9,7 @@ import numpy as np
 import opensmile
 import pytest
 import torch
+import torchaudio
 from helpers import SPEECH_FILES, load_speech, pad_batch, speechlike
 
 from mmtorch.audio import STFT, Chain
@@ -32,13 +33,14 @@ def _rel(ours: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _opensmile_input(x: torch.Tensor) -> torch.Tensor:
-    # openSMILE (through its Python binding) turns float samples into int16 by truncation and back by 1/32767.
-    return torch.trunc(x * 32768) / 32767
+    # openSMILE (through its Python binding) gets float32 samples, turns them into int16 by truncation and
+    # back by 1/32767 (the float32 rounding decides the truncation of some resampled samples).
+    return torch.trunc(x.float().double() * 32768) / 32767
 
 
-def _opensmile_level(feature_set, level: str, x: torch.Tensor):
+def _opensmile_level(feature_set, level: str, x: torch.Tensor, sr: int = 16000):
     smile = opensmile.Smile(feature_set=feature_set, feature_level=level)
-    return smile.process_signal(x.numpy().astype(np.float32), 16000)
+    return smile.process_signal(x.numpy().astype(np.float32), sr)
 
 
 @pytest.mark.parametrize(("sr", "n_fft", "hop"), [(16000, 2048, 512), (16000, 512, 160), (22050, 1024, 256)])
@@ -99,29 +101,43 @@ def test_rms_db_and_short_items() -> None:
     np.testing.assert_array_equal(z[0, 0].numpy(), ref)
 
 
-@pytest.mark.parametrize("item", range(len(SPEECH_FILES)))
-def test_egemaps_descriptors_match_opensmile_frame_by_frame(item: int) -> None:
-    """Unsmoothed LLDs, tapped from openSMILE's own intermediate levels of the eGeMAPSv02 config."""
+@pytest.mark.parametrize(
+    ("item", "sr"),
+    [(item, 16000) for item in range(len(SPEECH_FILES))] + [(0, 8000), (1, 22050), (0, 44100), (2, 48000)],
+)
+def test_egemaps_descriptors_match_opensmile_frame_by_frame(item: int, sr: int) -> None:
+    """Unsmoothed LLDs, tapped from openSMILE's own intermediate levels of the eGeMAPSv02 config. At 22.05
+    kHz openSMILE steps 221 samples (half rounded up); at 44.1 and 48 kHz the slope bands' edges fall
+    between bins, which openSMILE weights."""
     x = SPEECH[item]
-    ours, n = EGeMAPSDescriptors()(_opensmile_input(x)[None])
+    if sr != 16000:
+        x = torchaudio.functional.resample(x, 16000, sr)[: 3 * sr]
+    stage = EGeMAPSDescriptors(sr)
+    ours, n = stage(_opensmile_input(x)[None])
     eg = opensmile.FeatureSet.eGeMAPSv02
-    spectral = _opensmile_level(eg, "gemapsv01b_logSpectral", x)
+    spectral = _opensmile_level(eg, "gemapsv01b_logSpectral", x, sr)
     refs = {
-        "Loudness": _opensmile_level(eg, "gemapsv01b_loudness", x)["loudness"].to_numpy(),
+        "Loudness": _opensmile_level(eg, "gemapsv01b_loudness", x, sr)["loudness"].to_numpy(),
         "alphaRatio": spectral["pcm_fftMag_alphaRatioDB"].to_numpy(),
         "hammarbergIndex": spectral["pcm_fftMag_hammarbergIndexDB"].to_numpy(),
         "slope0-500": spectral["pcm_fftMag_logSpectralSlopeOfBand0-500"].to_numpy(),
         "slope500-1500": spectral["pcm_fftMag_logSpectralSlopeOfBand500-1500"].to_numpy(),
-        "spectralFlux": _opensmile_level(eg, "egemapsv02_logSpectral_flux", x).iloc[:, 0].to_numpy(),
+        "spectralFlux": _opensmile_level(eg, "egemapsv02_logSpectral_flux", x, sr).iloc[:, 0].to_numpy(),
     }
-    mfcc = _opensmile_level(eg, "egemapsv02_mfcc", x)
+    mfcc = _opensmile_level(eg, "egemapsv02_mfcc", x, sr)
     for k in range(1, 5):
         refs[f"mfcc{k}"] = mfcc[f"mfcc[{k}]"].to_numpy()
-    names = EGeMAPSDescriptors().feature_names
+    names = stage.feature_names
     assert list(refs) == names
     assert int(n[0]) == len(refs["Loudness"])
     for row, name in enumerate(names):
-        assert _rel(ours[0, row].numpy(), refs[name]) <= 1e-4, name
+        if sr != 16000 and name.startswith("slope"):
+            # A frame or two where openSMILE's float32 spectrum decides (1.4e-4 of the range at most; the
+            # median frame within 1e-7).
+            errors = np.abs(ours[0, row].numpy() - refs[name]) / np.abs(refs[name]).max()
+            assert np.quantile(errors, 0.99) <= 1e-4 and errors.max() <= 3e-4, name
+        else:
+            assert _rel(ours[0, row].numpy(), refs[name]) <= 1e-4, name
 
 
 def test_egemaps_sma3_matches_opensmile_lld_output() -> None:
