@@ -94,6 +94,11 @@ class FeatureCache(Stage):
             )
         if not isinstance(x, Tensor):
             raise TypeError(f"FeatureCache: expected a torch.Tensor batch, got {type(x).__name__}")
+        if x.dim() < 2:
+            raise ValueError(
+                f"FeatureCache: expected a batch (B, T) or (B, F, N), got shape {tuple(x.shape)}; "
+                "pass x[None] for one item"
+            )
         lengths = check_lengths(lengths, x, -1)
         keys = self._keys(x, lengths)
         missing = [b for b, key in enumerate(keys) if key not in self._entries]

@@ -107,3 +107,11 @@ def test_bad_items_are_named_by_their_place_in_the_batch() -> None:
         cache(torch.stack([a, b, bad]))  # items 0 and 1 come from memory
     with pytest.raises(ValueError, match="item 1: 399 samples"):
         cache(torch.stack([a, bad.nan_to_num()]), torch.tensor([4000, 399]))
+
+
+def test_one_item_without_a_batch_axis_is_refused_as_every_stage_refuses_it() -> None:
+    cache = FeatureCache(frontend("kaldi"))
+    with pytest.raises(ValueError, match=r"pass x\[None\]"):
+        cache(speechlike(4000, seed=1))
+    with pytest.raises(ValueError, match=r"pass x\[None\]"):
+        frontend("kaldi")(speechlike(4000, seed=1))
