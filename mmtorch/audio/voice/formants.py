@@ -275,8 +275,8 @@ def formant_frame_grid(
     n = _resampled_lengths(lengths, sample_rate, rate)
     dx = 1.0 / rate
     physical = n.to(torch.float64) * dx
-    count = 1 + torch.floor((physical - window) / time_step).to(torch.int64)
-    short = count < 1  # shorter than the window: one frame (see _short_items)
+    count = _praat_frame_count(n, rate, window, time_step)
+    short = count < 1  # shorter than the window: one frame (see _short_item)
     count = torch.where(short, (n > 0).to(count.dtype), count)
     x1 = _resampled_first_sample(lengths, sample_rate, rate, n)
     t1 = x1 + 0.5 * (physical - dx - (count - 1).to(torch.float64) * time_step)
@@ -457,7 +457,7 @@ def formants_burg(
         for b in _short_items(new_lengths, rate, 2.0 * window_length, step).tolist():
             if wanted is None or bool(wanted[b, 0]):
                 freq[b, 0], bandwidth[b, 0], present[b, 0] = _short_item(
-                    y[b, : int(new_lengths[b])], rate, settings
+                    y[b, : int(new_lengths[b])], rate, settings, float(grid[b, 0] - x1[b])
                 )
     valid = lengths_to_mask(counts, n_max)[..., None]
     return FormantTrack(
@@ -469,27 +469,32 @@ def formants_burg(
     )
 
 
+def _praat_frame_count(n: Tensor, rate: float, window: float, time_step: float) -> Tensor:
+    """Praat's ``1 + floor((n dx - window) / step)`` frames of ``n`` samples at ``rate`` (below 1 when the
+    sound is shorter than the window)."""
+    physical = n.to(torch.float64) * (1.0 / rate)
+    return 1 + torch.floor((physical - window) / time_step).to(torch.int64)
+
+
 def _short_items(n: Tensor, rate: float, window: float, time_step: float) -> Tensor:
     """The items (``n`` resampled samples each) that :func:`formant_frame_grid` gives one frame because
-    they are shorter than the window, as Praat decides it (``1 + floor((n dx - window) / step) < 1``)."""
-    physical = n.to(torch.float64) * (1.0 / rate)
-    short = (1 + torch.floor((physical - window) / time_step).to(torch.int64) < 1) & (n > 0)
-    return short.nonzero(as_tuple=True)[0]
+    they are shorter than the window."""
+    return ((_praat_frame_count(n, rate, window, time_step) < 1) & (n > 0)).nonzero(as_tuple=True)[0]
 
 
 def _short_item(
-    y: Tensor, rate: float, settings: tuple[int, float, float, int]
+    y: Tensor, rate: float, settings: tuple[int, float, float, int], offset: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Praat's one frame of a sound (``y``, all its resampled samples) shorter than the window, as Praat
     takes it: at the sound's middle, from ``rightSample - half`` to ``leftSample + half`` (``half`` of the
     usual window's samples) clipped to the sound, so nearly all of it, under the first samples of a
-    Gaussian window as long as the sound. No formant for a silent frame or one no longer than the LPC
-    order."""
+    Gaussian window as long as the sound (``offset``: the frame's time minus the first sample's). No
+    formant for a silent frame or one no longer than the LPC order."""
     n_poles, window_length, safety_margin, n_formants = settings
     n = y.shape[0]
     dx = 1.0 / rate
     half = math.floor(2.0 * window_length / dx) // 2
-    left = math.floor(0.5 * (n * dx) / dx + 1.0) - 1  # Sampled_xToLowIndex of the middle, 0-based
+    left = math.floor(offset / dx + 1.0) - 1  # Sampled_xToLowIndex of the frame time, 0-based
     start, stop = max(0, left + 1 - half), min(n, left + half + 1)
     frame = y[start:stop]
     if frame.shape[0] <= n_poles:
