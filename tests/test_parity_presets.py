@@ -91,6 +91,25 @@ def test_librosa_matches_melspectrogram_power_to_db(sample_rate: int) -> None:
         np.testing.assert_allclose(y[b, :, : ref.shape[-1]].numpy(), ref, rtol=0, atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"n_fft": 1001, "hop_length": 300, "n_mels": 40},  # odd n_fft: the last bin lies below Nyquist
+        {"n_fft": 777, "hop_length": 123},
+        {"n_fft": 1024},  # melspectrogram's hop stays 512 (librosa.stft's would be n_fft // 4)
+        {"win_length": 1024},
+    ],
+)
+def test_librosa_overrides_match_melspectrogram(overrides: dict) -> None:
+    items = [u.double() for u in _utterances(22050)]  # float64 on both sides: float32 rounding out of the way
+    x, lengths = pad_batch(items, garbage=0.25)
+    y, frames = frontend("librosa", **overrides)(x, lengths)
+    for b, item in enumerate(items):
+        ref = librosa.power_to_db(librosa.feature.melspectrogram(y=item.numpy(), sr=22050, **overrides))
+        assert ref.shape[-1] == int(frames[b])
+        np.testing.assert_allclose(y[b, :, : ref.shape[-1]].numpy(), ref, rtol=0, atol=1e-6)
+
+
 def test_librosa_mfcc_chain_matches_librosa_mfcc_and_delta() -> None:
     items = _utterances(22050)
     x, lengths = pad_batch(items)

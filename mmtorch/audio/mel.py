@@ -47,8 +47,14 @@ def mel_filterbank(
     f_max: float | None = None,
     mel_scale: str = "htk",
     norm: str | None = None,
+    n_fft: int | None = None,
 ) -> Tensor:
     """Mel filterbank, float64 ``(n_freqs, n_mels)``.
+
+    The bins' frequencies: with ``n_fft``, ``k * sample_rate / n_fft`` as librosa's ``fft_frequencies``
+    (``numpy.fft.rfftfreq``) computes them, right for an odd ``n_fft`` too, whose last bin lies below
+    Nyquist; without it, ``n_freqs`` points from 0 to Nyquist, as torchaudio's ``melscale_fbanks`` (the
+    same bins for an even ``n_fft``).
 
     - ``"htk"`` / ``"slaney"``: triangles in Hz between ``n_mels + 2`` mel-spaced points over the FFT bin
       frequencies — the construction of ``librosa.filters.mel`` (and ``torchaudio.functional.melscale_fbanks``),
@@ -82,7 +88,12 @@ def mel_filterbank(
         fb[: n_freqs - 1] = banks.T.to(torch.float64)
         return fb
     f64 = torch.float64
-    bin_freqs = torch.linspace(0.0, nyquist, n_freqs, dtype=f64)
+    if n_fft is None:
+        bin_freqs = torch.linspace(0.0, nyquist, n_freqs, dtype=f64)
+    elif n_fft // 2 + 1 != n_freqs:
+        raise ValueError(f"n_fft={n_fft} gives {n_fft // 2 + 1} frequency bins, not n_freqs={n_freqs}")
+    else:
+        bin_freqs = torch.arange(n_freqs, dtype=f64) * (1.0 / (n_fft * (1.0 / sample_rate)))
     mels = torch.linspace(
         float(hz_to_mel(torch.tensor(f_min, dtype=f64), mel_scale)),
         float(hz_to_mel(torch.tensor(f_max, dtype=f64), mel_scale)),
@@ -109,7 +120,8 @@ class MelScale(Stage):
         n_mels: number of mel bands.
         sample_rate: sample rate in Hz.
         n_freqs: frequency bins of the input (``n_fft // 2 + 1``).
-        f_min, f_max, mel_scale, norm: see :func:`mel_filterbank`.
+        f_min, f_max, mel_scale, norm, n_fft: see :func:`mel_filterbank` (give ``n_fft`` to place the bins
+            as librosa does, which differs from torchaudio for an odd ``n_fft``).
 
     Shape:
         ``(B, n_freqs, N)`` → ``(B, n_mels, N)``; frame lengths unchanged.
@@ -124,9 +136,11 @@ class MelScale(Stage):
         f_max: float | None = None,
         mel_scale: str = "htk",
         norm: str | None = None,
+        n_fft: int | None = None,
     ) -> None:
         super().__init__()
         self.n_mels = n_mels
+        self.n_fft = n_fft
         self.sample_rate = sample_rate
         self.n_freqs = n_freqs
         self.f_min = f_min
@@ -134,7 +148,7 @@ class MelScale(Stage):
         self.mel_scale = mel_scale
         self.norm = norm
         # float32, as librosa and torchaudio hand it out, so float32 input needs no cast.
-        fb = mel_filterbank(n_mels, sample_rate, n_freqs, f_min, f_max, mel_scale, norm)
+        fb = mel_filterbank(n_mels, sample_rate, n_freqs, f_min, f_max, mel_scale, norm, n_fft)
         self.register_buffer("fb", fb.to(torch.float32), persistent=False)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -162,4 +176,5 @@ class MelScale(Stage):
         return (
             f"n_mels={self.n_mels}, sample_rate={self.sample_rate}, n_freqs={self.n_freqs}, f_min={self.f_min}, "
             f"f_max={self.f_max}, mel_scale={self.mel_scale!r}, norm={self.norm!r}"
+            + ("" if self.n_fft is None else f", n_fft={self.n_fft}")
         )

@@ -173,7 +173,8 @@ def _librosa(
     stft = STFT(
         n_fft=n_fft,
         win_length=win_length,
-        hop_length=hop_length if hop_length is not None else (win_length or n_fft) // 4,
+        # librosa.feature.melspectrogram's own default, whatever n_fft (librosa.stft's is win_length // 4)
+        hop_length=hop_length if hop_length is not None else 512,
         window=window,
         periodic=True,
         center=True,
@@ -189,6 +190,7 @@ def _librosa(
             f_max,
             mel_scale="htk" if htk else "slaney",
             norm="slaney",
+            n_fft=stft.n_fft,
         ),
         AmplitudeToDB(stype="power", scale="db", amin=1e-10, top_db=top_db),
     ]
@@ -232,7 +234,16 @@ def _nemo(
         stages.append(Preemphasis(preemphasis))
     stages += [
         stft,
-        MelScale(n_mels, sample_rate, stft.n_freqs, f_min, f_max, mel_scale="slaney", norm="slaney"),
+        MelScale(
+            n_mels,
+            sample_rate,
+            stft.n_freqs,
+            f_min,
+            f_max,
+            mel_scale="slaney",
+            norm="slaney",
+            n_fft=stft.n_fft,
+        ),
         AmplitudeToDB(stype="power", scale="ln", amin=log_guard, guard="add"),
     ]
     size = _common_tail(stages, n_mels, n_mfcc, 0.0, deltas, 5, "replicate", normalize, True)

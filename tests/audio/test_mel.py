@@ -35,6 +35,22 @@ def test_matches_librosa(sr, n_fft, n_mels, fmin, fmax, htk, norm) -> None:
     np.testing.assert_allclose(ta.numpy(), ours.numpy(), rtol=0, atol=2e-5 * float(ours.max()))
 
 
+@pytest.mark.parametrize(("sr", "n_fft", "n_mels"), [(22050, 1001, 40), (22050, 777, 128), (16000, 512, 64)])
+def test_with_n_fft_the_bins_are_librosas_for_odd_sizes_too(sr: int, n_fft: int, n_mels: int) -> None:
+    """An odd n_fft's last bin lies below Nyquist: torchaudio's construction (n_freqs points up to Nyquist)
+    misplaces every bin a little, librosa's (k sr / n_fft) does not; MelScale(n_fft=...) builds librosa's."""
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float64)
+    ours = mel_filterbank(n_mels, sr, n_fft // 2 + 1, norm="slaney", mel_scale="slaney", n_fft=n_fft)
+    np.testing.assert_allclose(ours.T.numpy(), ref, rtol=1e-9, atol=1e-12)
+    stage = MelScale(n_mels, sr, n_fft // 2 + 1, mel_scale="slaney", norm="slaney", n_fft=n_fft)
+    np.testing.assert_allclose(stage.fb.T.numpy(), ref.astype(np.float32), rtol=1e-6, atol=1e-9)
+    if n_fft % 2:
+        plain = mel_filterbank(n_mels, sr, n_fft // 2 + 1, norm="slaney", mel_scale="slaney")
+        assert np.abs(plain.T.numpy() - ref).max() > 1e-3 * ref.max()
+    with pytest.raises(ValueError, match="frequency bins"):
+        mel_filterbank(n_mels, sr, n_fft // 2 + 2, n_fft=n_fft)
+
+
 @pytest.mark.parametrize(
     ("n_mels", "sr", "low", "high"),
     [(23, 16000, 20.0, 0.0), (80, 16000, 20.0, -400.0), (40, 8000, 64.0, 3800.0)],
