@@ -3,7 +3,8 @@
 Every system featurizes the same utterances (1–15 s of synthetic speech at 16 kHz). The table gives the best
 wall time over repeats (robust to other load on the machine), seconds of audio per second, speed relative
 to the torchaudio per-item loop, the memory one call needs at its peak (:func:`peak_memory_mib`), and the
-max abs difference between mmtorch and that system's output on every frame. Peers that are not installed (librosa) are left out; CUDA rows appear when a GPU is present.
+max abs difference between mmtorch and that system's output on every frame. Peers that are not installed
+(librosa) are left out; CUDA rows appear when a GPU is present.
 ``mmtorch bench`` and ``benchmarks/frontend.py`` print :func:`frontend_table`.
 """
 

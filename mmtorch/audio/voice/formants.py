@@ -245,10 +245,10 @@ def _resampled_first_sample(lengths: Tensor, sample_rate: float, rate: float, n:
     Praat computes it: ``0.5 * (duration - (n - 1) / rate)`` centres the samples on the item; upsampling by 2
     puts the first at ``x1 - 0.5 * (dx - dx / 2)``; without resampling it is ``0.5 / rate``."""
     if rate == sample_rate:
-        return torch.full_like(lengths, 0, dtype=torch.float64) + 0.5 / rate
+        return torch.full_like(lengths, 0.5 / rate, dtype=torch.float64)
     if abs(rate * (1.0 / sample_rate) - 2.0) < 1e-6:
         dx = 1.0 / sample_rate
-        return torch.full_like(lengths, 0, dtype=torch.float64) + (0.5 * dx - 0.5 * (dx - dx / 2.0))
+        return torch.full_like(lengths, 0.5 * dx - 0.5 * (dx - dx / 2.0), dtype=torch.float64)
     duration = lengths.to(torch.float64) / sample_rate
     return 0.5 * (duration - (n.to(torch.float64) - 1) / rate)
 
