@@ -12,8 +12,8 @@ the low-level descriptors are mmtorch's, on the pitch track's frame grid:
 - H1–H2, H1–A3 and the formant amplitudes are read from a 60 ms Gaussian-windowed spectrum at the
   harmonics of the Praat F0 and within half a bandwidth of each Burg formant.
 
-Voiced-only values (``V``, ``sma3nz``) use the Praat voicing; rising/falling slopes and loudness peaks use
-the simplified extrema of :mod:`mmtorch.audio.voice.functionals`.
+Voiced-only values (``V``, ``sma3nz``) use the Praat voicing; rising/falling slopes and loudness peaks are
+openSMILE's ``cFunctionalPeaks2`` (:mod:`mmtorch.audio.voice.functionals`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mmtorch.audio.voice.descriptors import sma3
 from mmtorch.audio.voice.features import VOICE_FEATURES, VoiceFeatures
 from mmtorch.audio.voice.formants import FormantTrack
 from mmtorch.audio.voice.framing import gather_row_windows
-from mmtorch.audio.voice.functionals import _compact, functionals, segment_statistics
+from mmtorch.audio.voice.functionals import _compact, _peaks2, functionals, segment_statistics
 from mmtorch.audio.voice.pitch import PitchTrack
 from mmtorch.masks import full_lengths, lengths_to_mask
 
@@ -254,7 +254,7 @@ def egemaps(
     # temporal: loudness peaks and voiced segments per second of the item
     duration = (frames.to(torch.float64) * dt).clamp(min=1e-12)
     contour, count = _compact(loudness[:, 0], lengths_to_mask(frames, feats.shape[-1]))
-    peaks = _peak_count(contour, count)
+    peaks = _peaks2(contour, count, dt)[4]
     rate, mean_on, std_on, mean_off, std_off = segment_statistics(f0[:, 0] != 0, frames, dt)
     temporal = torch.stack(
         (torch.where(frames > 0, peaks / duration, 0.0), rate, mean_on, std_on, mean_off, std_off), dim=1
@@ -312,15 +312,3 @@ class EGeMAPS(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sample_rate={self.voice.sample_rate}, strategy={self.voice.strategy!r}"
-
-
-def _peak_count(contour: Tensor, count: Tensor) -> Tensor:
-    """Local maxima of a compacted contour that follow a local minimum (as the slopes' extrema)."""
-    n = contour.shape[-1]
-    if n < 5:
-        return contour.new_zeros(contour.shape[0])
-    i = torch.arange(n, device=contour.device)
-    mid, left, right = contour[:, 1:-1], contour[:, :-2], contour[:, 2:]
-    inner = (i[1:-1] >= 2) & (i[1:-1][None] < (count[:, None] - 2))
-    is_max = inner & (mid > left) & (mid > right)  # the extrema rules of the slope functionals
-    return is_max.sum(dim=1).to(contour.dtype)

@@ -8,16 +8,25 @@ eGeMAPS configuration:
   when the mean is 0, openSMILE's ``stddevNorm = 2``);
 - ``percentile20.0`` / ``50.0`` / ``80.0``: linear interpolation at index ``q (n - 1)`` of the sorted
   values; ``pctlrange0-2`` = p80 - p20;
-- ``meanRisingSlope`` / ``stddevRisingSlope`` / ``meanFallingSlope`` / ``stddevFallingSlope``: slopes (units
-  per second) from each local minimum to the next local maximum (rising) and from each maximum to the
-  next minimum (falling) of the selected frames taken as one contour. openSMILE's ``cFunctionalPeaks2``
-  also prunes extrema closer than 10 % of the range; that sequential pruning is not reproduced here.
+- ``meanRisingSlope`` / ``stddevRisingSlope`` / ``meanFallingSlope`` / ``stddevFallingSlope``: openSMILE's
+  ``cFunctionalPeaks2`` (``relThresh = 0.1``, ``norm = seconds``) on the selected frames taken as one
+  contour: the strict local extrema of frames 2 .. n - 3, pruned as openSMILE prunes them (a maximum less
+  than 10 % of the contour's range from its predecessor and from the last clear minimum goes, unless it
+  rises 5 % above the current maximum; minima less than 10 % of the range below the last maximum go;
+  then of several maxima or minima in a row only the most extreme stays), and the slopes between
+  consecutive extrema in units per second: rising from each minimum to the next maximum, falling (as a
+  positive number) from each maximum to the next minimum, the first from the contour's first frame. Its
+  quirks are kept: the stretch from the last extremum to the last frame counts as one more slope, signed
+  as ``last - extremum`` (so a falling one is negative) and left out of the standard deviation's sum but
+  not of its count; a contour without extrema has one slope, ``(last - first) / n`` per frame, rising or
+  falling by its sign. Matched to openSMILE on its own contours (the tests).
 
 With no selected frame every functional is ``empty_value`` (0), never NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -60,41 +69,166 @@ def _percentile(sorted_x: Tensor, count: Tensor, q: float) -> Tensor:
     return a + frac * (b - a)
 
 
-def _slopes(contour: Tensor, count: Tensor, time_step: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Rising and falling slopes between alternating local extrema (interior frames 2 .. n - 3, as
-    openSMILE scans) of compacted contours ``(..., N)``: mean and std of each."""
-    n = contour.shape[-1]
-    if n < 5:
-        zero = contour.new_zeros(contour.shape[:-1])
-        return zero, zero, zero, zero
-    i = torch.arange(n, device=contour.device)
-    mid, left, right = contour[..., 1:-1], contour[..., :-2], contour[..., 2:]
-    inner = (i[1:-1] >= 2) & (i[1:-1][None] < (count[..., None] - 2))
-    is_max = inner & (mid > left) & (mid > right)
-    is_min = inner & (mid < left) & (mid < right)
-    pos = i[1:-1].expand_as(mid)
-    # Index of the latest extremum of each kind at or before every position.
-    last_min = torch.cummax(torch.where(is_min, pos, -1), dim=-1).values
-    last_max = torch.cummax(torch.where(is_max, pos, -1), dim=-1).values
-    prev_min = torch.nn.functional.pad(last_min[..., :-1], (1, 0), value=-1)
-    prev_max = torch.nn.functional.pad(last_max[..., :-1], (1, 0), value=-1)
-    # A maximum rises from the latest minimum if that minimum came after the previous maximum.
-    rising = is_max & (prev_min >= 0) & (prev_min > prev_max)
-    falling = is_min & (prev_max >= 0) & (prev_max > prev_min)
-    values = contour
+# openSMILE's Peaks2.relThresh in eGeMAPS: extrema closer than this fraction of the range are pruned.
+_RELATIVE_THRESHOLD = 0.1
 
-    def slope(mask: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
-        start_value = values.gather(-1, start.clamp(min=0))
-        dt = (pos - start).clamp(min=1).to(values.dtype) * time_step
-        s = torch.where(mask, (mid - start_value) / dt, 0.0)
-        k = mask.sum(dim=-1)
-        mean = s.sum(dim=-1) / k.clamp(min=1)
-        var = torch.where(mask, (s - mean[..., None]).square(), 0.0).sum(dim=-1) / k.clamp(min=1)
-        return torch.where(k > 0, mean, 0.0), torch.where(k > 0, var.sqrt(), 0.0)
 
-    rise_mean, rise_std = slope(rising, prev_min)
-    fall_mean, fall_std = slope(falling, prev_max)
-    return rise_mean, rise_std, fall_mean, fall_std
+def _latest_before(mask: Tensor) -> Tensor:
+    """Index of the last ``True`` strictly before each position of ``mask`` ``(R, E)``, -1 where none."""
+    index = torch.arange(mask.shape[-1], device=mask.device)
+    latest = torch.cummax(torch.where(mask, index, -1), dim=-1).values
+    return torch.nn.functional.pad(latest[:, :-1], (1, 0), value=-1)
+
+
+def _front(keep: Tensor, *values: Tensor) -> tuple[Tensor, ...]:
+    """Move the kept entries of each row of ``(R, E)`` tables to the front, order kept, and cut the tables
+    to the longest row; returns the tables and the counts."""
+    count = keep.sum(dim=-1)
+    width = int(count.max()) if count.numel() else 0
+    order = torch.sort((~keep).to(torch.int8), dim=-1, stable=True).indices[:, :width]
+    return (*(v.gather(-1, order) for v in values), count)
+
+
+def _prune(value: Tensor, maximum: Tensor, extrema: Tensor, first: Tensor, threshold: Tensor) -> Tensor:
+    """openSMILE's three pruning passes over each row's list of extrema (values ``(R, E)``, whether each is
+    a maximum, ``extrema`` listed per row; ``first``: the contour's first frame, which stands before the
+    list): which extrema stay."""
+    rows, width = value.shape
+    device = value.device
+    e = torch.arange(width, device=device)
+    listed = e < extrema[:, None]
+    if width == 0:
+        return listed
+
+    def value_at(index: Tensor) -> Tensor:  # the extremum at index, the contour's first frame at -1
+        return torch.where(index >= 0, value.gather(1, index.clamp(min=0)), first[:, None])
+
+    # Pass 2a. Each extremum is compared with its predecessor in the full list (pruned or not).
+    near_previous = (value - value_at((e - 1).expand(rows, -1))).abs() < threshold
+    clear_min = listed & ~maximum & ~near_previous
+    last_clear_min = _latest_before(clear_min)
+    near_min = (value - value_at(last_clear_min)) < threshold
+    is_maximum = listed & maximum
+    dropped = is_maximum & near_previous & near_min
+    event = is_maximum & ~dropped  # a maximum that is kept for now and becomes "the last extremum"
+    after_min = last_clear_min > _latest_before(event)
+    certain = event & (~near_previous | after_min)  # always becomes the current maximum
+    conditional = event & near_previous & ~after_min  # only if 5 % above the current maximum
+    # The current maximum before a conditional one is the last certain one's (or the first frame's) or a
+    # conditional one's in between: step through those runs, one position per step.
+    anchor = _latest_before(certain)  # -1: the list's start
+    runs = torch.cumsum(conditional.to(torch.int64), dim=-1)
+    step = runs - 1 - torch.where(anchor >= 0, runs.gather(1, anchor.clamp(min=0)), 0)
+    record = torch.cat((first[:, None], value), dim=1).reshape(-1)  # per run, keyed by anchor + 1
+    holder = torch.cat((torch.full((rows, 1), -1, device=device), e.expand(rows, -1)), dim=1).reshape(-1)
+    gone = dropped.clone().reshape(-1)
+    row, col = conditional.nonzero(as_tuple=True)
+    key = row * (width + 1) + anchor[row, col] + 1
+    at, y_at = step[row, col], value[row, col]
+    for k in range(int(at.max()) + 1 if at.numel() else 0):
+        now = (at == k).nonzero(as_tuple=True)[0]
+        r, c, kk, v = row[now], col[now], key[now], y_at[now]
+        higher = v > 1.05 * record[kk]
+        previous = holder[kk]
+        gone[(r * width + previous)[higher & (previous >= 0)]] = True  # the current maximum is replaced
+        gone[(r * width + c)[~higher]] = True
+        record[kk[higher]] = v[higher]
+        holder[kk[higher]] = c[higher]
+    gone = gone.reshape(rows, width)
+    # A certain maximum after a clear minimum replaces (rather than follows) the current one when it is
+    # 5 % above it; the current one is then the last maximum kept so far.
+    taken = event & ~(conditional & gone)
+    current = _latest_before(taken)
+    replaces = certain & near_previous & (value > 1.05 * value_at(current)) & (current >= 0)
+    r, c = replaces.nonzero(as_tuple=True)
+    gone[r, current[r, c]] = True
+    kept = listed & ~gone
+
+    # Pass 2b: a minimum less than the threshold below the last maximum kept goes.
+    last_maximum = value_at(_latest_before(kept & maximum))
+    kept = kept & ~(~maximum & ((last_maximum - value) < threshold))
+
+    # Pass 3: of consecutive maxima (minima) only the first of the highest (lowest) stays.
+    before = _latest_before(kept)
+    change = kept & ((before < 0) | (maximum != maximum.gather(1, before.clamp(min=0))))
+    run = (torch.cumsum(change.to(torch.int64), dim=-1) - 1).clamp(min=0)
+    height = torch.where(maximum, value, -value)  # the run's extreme is its largest height
+    best = torch.full((rows, width), -math.inf, dtype=value.dtype, device=device)
+    best = best.scatter_reduce(1, run, torch.where(kept, height, -math.inf), "amax")
+    extreme = kept & (height == best.gather(1, run))
+    first_extreme = torch.full((rows, width), width, dtype=torch.int64, device=device)
+    first_extreme = first_extreme.scatter_reduce(1, run, torch.where(extreme, e, width), "amin")
+    return kept & (e == first_extreme.gather(1, run))
+
+
+def _peaks2(
+    contour: Tensor, count: Tensor, time_step: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """openSMILE's ``cFunctionalPeaks2`` on compacted contours ``(..., N)`` of ``count`` frames (see the
+    module's description): the mean and standard deviation of the rising slopes and of the falling slopes,
+    and the number of maxima left after the pruning, ``(...)`` each.
+
+    openSMILE walks a linked list of extrema and prunes it in three passes. Here the passes are operations
+    on every row at once; the one sequential dependency (a maximum that is neither clear of its predecessor
+    nor preceded by a clear minimum stays only if it is 5 % above the maximum kept so far) is resolved by
+    stepping through the runs of such maxima together, one position per step.
+    """
+    shape = contour.shape[:-1]
+    if contour.shape[-1] == 0 or contour.numel() == 0:
+        zero = contour.new_zeros(shape)
+        return zero, zero, zero, zero, zero
+    y = contour.reshape(-1, contour.shape[-1])
+    n = count.reshape(-1)
+    frames = y.shape[1]
+    dtype, device = y.dtype, y.device
+    valid = lengths_to_mask(n, frames)
+    huge = torch.finfo(dtype).max
+    span = torch.where(valid, y, -huge).amax(dim=-1) - torch.where(valid, y, huge).amin(dim=-1)
+    threshold = (_RELATIVE_THRESHOLD * span)[:, None]
+    first = y[:, 0]
+    last = y.gather(1, (n - 1).clamp(min=0)[:, None])[:, 0]
+
+    # Pass 1: every strict local extremum of frames 2 .. n - 3.
+    i = torch.arange(frames, device=device)
+    mid = y[:, 1:-1]
+    inner = (i[1:-1] >= 2) & (i[1:-1] < (n[:, None] - 2))
+    is_max = inner & (mid > y[:, :-2]) & (mid > y[:, 2:])
+    is_min = inner & (mid < y[:, :-2]) & (mid < y[:, 2:])
+    position, value, maximum, extrema = _front(is_max | is_min, i[1:-1].expand_as(mid), mid, is_max)
+    kept = _prune(value, maximum, extrema, first, threshold)
+    position, value, maximum, extrema = _front(kept, position, value, maximum)
+    listed = torch.arange(value.shape[1], device=device) < extrema[:, None]
+    maximum = maximum & listed
+
+    # Slopes between consecutive extrema, the first from the contour's first frame (at 0).
+    before_value = torch.cat((first[:, None], value[:, :-1]), dim=1)
+    before_position = torch.nn.functional.pad(position[:, :-1], (1, 0))
+    rise = (value - before_value) / ((position - before_position).to(dtype) * time_step)
+    rising, falling = maximum, listed & ~maximum
+    # The stretch from the last extremum to the last frame, signed last - extremum.
+    final = (extrema - 1).clamp(min=0)[:, None]
+    final_value = value.gather(1, final)[:, 0] if value.shape[1] else first
+    final_position = position.gather(1, final)[:, 0] if value.shape[1] else torch.zeros_like(n)
+    tail = (last - final_value) / ((n - 1 - final_position).to(dtype) * time_step)
+    some = extrema > 0
+    final_is_max = maximum.gather(1, final)[:, 0] if value.shape[1] else torch.zeros_like(some)
+    # Without extrema: one slope, (last - first) / n, per frame rather than per second.
+    bare = (last - first) / n.clamp(min=1).to(dtype)
+    tail_up = torch.where(some, ~final_is_max, bare > 0)
+    tail_down = torch.where(some, final_is_max, bare < 0)
+    tail = torch.where(some, tail, bare)
+
+    def moments(mask: Tensor, slopes: Tensor, extra: Tensor) -> tuple[Tensor, Tensor]:
+        number = mask.sum(dim=-1) + extra.to(torch.int64)
+        total = torch.where(mask, slopes, 0.0).sum(dim=-1) + torch.where(extra, tail, 0.0)
+        mean = total / number.clamp(min=1)
+        spread = torch.where(mask, (slopes - mean[:, None]).square(), 0.0).sum(dim=-1) / number.clamp(min=1)
+        return mean, spread.sqrt()
+
+    rise_mean, rise_std = moments(rising, rise, tail_up)
+    fall_mean, fall_std = moments(falling, -rise, tail_down)
+    peaks = maximum.sum(dim=-1).to(dtype)
+    return tuple(t.reshape(shape) for t in (rise_mean, rise_std, fall_mean, fall_std, peaks))
 
 
 def functionals(
@@ -143,7 +277,7 @@ def functionals(
         out["pctlrange0-2"] = out["percentile80.0"] - out["percentile20.0"]
     if any("Slope" in name for name in names):
         contour, _ = _compact(values, select)
-        rise_mean, rise_std, fall_mean, fall_std = _slopes(contour, count, time_step)
+        rise_mean, rise_std, fall_mean, fall_std, _ = _peaks2(contour, count, time_step)
         out.update(
             meanRisingSlope=rise_mean,
             stddevRisingSlope=rise_std,

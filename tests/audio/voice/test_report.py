@@ -98,18 +98,27 @@ def test_egemaps_names_shape_and_batch_invariance() -> None:
     torch.testing.assert_close(values[1], alone[0])
 
 
-def test_egemaps_energy_and_spectral_block_close_to_opensmile() -> None:
-    """Same LLD definitions, different frame placement (centred on the pitch frames here): close, not equal."""
-    x = SPEECH[0]
+@pytest.mark.parametrize("item", range(len(SPEECH)))
+def test_egemaps_energy_and_spectral_block_close_to_opensmile(item: int) -> None:
+    """Same LLD definitions and functionals, different frame placement (centred on the pitch frames here):
+    close, not equal. The loudness peaks and slopes are openSMILE's peak functionals on a contour within
+    a few percent of openSMILE's."""
+    x = SPEECH[item]
     ours = dict(zip(EGEMAPS_NAMES, egemaps(x[None], None, 16000)[0].tolist(), strict=True))
     ref = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).process_signal(
         x.numpy().astype(np.float32), 16000
     )
-    assert ours["loudness_sma3_amean"] == pytest.approx(float(ref["loudness_sma3_amean"].iloc[0]), rel=0.02)
-    assert ours["equivalentSoundLevel_dBp"] == pytest.approx(
-        float(ref["equivalentSoundLevel_dBp"].iloc[0]), abs=0.5
-    )
-    assert ours["VoicedSegmentsPerSec"] == pytest.approx(float(ref["VoicedSegmentsPerSec"].iloc[0]), rel=0.2)
+
+    def theirs(name: str) -> float:
+        return float(ref[name].iloc[0])
+
+    assert ours["loudness_sma3_amean"] == pytest.approx(theirs("loudness_sma3_amean"), rel=0.02)
+    assert ours["equivalentSoundLevel_dBp"] == pytest.approx(theirs("equivalentSoundLevel_dBp"), abs=0.5)
+    if item == 0:  # Praat's voicing, not openSMILE's: close on this fixture only (1.8 vs 2.5 on item 2)
+        assert ours["VoicedSegmentsPerSec"] == pytest.approx(theirs("VoicedSegmentsPerSec"), rel=0.2)
+    assert ours["loudnessPeaksPerSec"] == pytest.approx(theirs("loudnessPeaksPerSec"), rel=0.02)
+    for name in ("loudness_sma3_meanRisingSlope", "loudness_sma3_meanFallingSlope"):
+        assert ours[name] == pytest.approx(theirs(name), rel=0.1), name
 
 
 def test_range_maxima_are_the_brute_force_maxima() -> None:
