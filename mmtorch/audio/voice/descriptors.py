@@ -616,7 +616,10 @@ class EGeMAPSDescriptors(Stage):
     Frames of 20 ms every 10 ms (in samples rounded half up, as openSMILE rounds: 441 every 221 at
     22.05 kHz), left-aligned (frame ``i`` holds samples ``[i * hop, i * hop + win)``,
     ``1 + (L - win) // hop`` frames, 0 for an item shorter than one frame), symmetric Hamming window,
-    zero-padded to the next power of two (512 at 16 kHz), FFT magnitude. Rows, with openSMILE's names:
+    zero-padded to the next power of two (512 at 16 kHz), FFT magnitude. Frequencies are openSMILE's: bin
+    ``k`` at ``k * win_length / (0.020 * n_fft)`` Hz, the true ``k * sample_rate / n_fft`` unless 20 ms is a
+    fraction of a sample (11.025 kHz: 220.5 samples framed as 221, bins 0.23 % high). Rows, with openSMILE's
+    names:
 
     ``Loudness`` (26 mel bands 20–8000 Hz of the power spectrum, floored at 9.3e-10, weighted by the PLP
     equal-loudness curve, raised to 0.33, averaged over bands), ``alphaRatio``, ``hammarbergIndex``,
@@ -653,8 +656,18 @@ class EGeMAPSDescriptors(Stage):
         n_freqs = self.n_fft // 2 + 1
         freqs = torch.arange(n_freqs, dtype=torch.float64) * (self.sample_rate / self.n_fft)
         self.register_buffer("freqs", freqs, persistent=False)
-        bin_hz = self.sample_rate / self.n_fft
-        mel, centres = opensmile_mel_filterbank(n_freqs, bin_hz, 26, 20.0, min(8000.0, self.sample_rate / 2))
+        # openSMILE's frequency axis comes from the frame length in seconds as configured (0.020 s), not as
+        # framed (win_length samples), stretched by the zero padding: bin k at k / (0.020 n_fft / win_length)
+        # Hz. Where 20 ms is a whole number of samples this is ``freqs`` to the bit; at 11.025 kHz (220.5
+        # samples, framed as 221) openSMILE puts its bins 221 / 220.5 above their true frequencies, and its
+        # band edges, slopes and mel filters follow. cMelspec clips its upper edge to half of its float32
+        # sample rate n_fft * bin_hz (5525 Hz at 11.025 kHz).
+        fft_seconds = 0.020 * (self.n_fft / self.win_length)
+        bin_hz = 1.0 / fft_seconds
+        opensmile_freqs = torch.arange(n_freqs, dtype=torch.float64) * bin_hz
+        self.register_buffer("opensmile_freqs", opensmile_freqs, persistent=False)
+        nyquist = float(np.float32(self.n_fft / fft_seconds)) / 2.0
+        mel, centres = opensmile_mel_filterbank(n_freqs, bin_hz, 26, 20.0, min(8000.0, nyquist))
         self.register_buffer("mel", mel, persistent=False)
         self.register_buffer("loudness_weights", _equal_loudness(centres), persistent=False)
         i = torch.arange(1, 5, dtype=torch.float64)[:, None]
@@ -662,8 +675,10 @@ class EGeMAPSDescriptors(Stage):
         lifter = 1.0 + 11.0 * torch.sin(math.pi * i / 22.0)
         dct = torch.cos(math.pi * i / 26.0 * (m + 0.5)) * lifter * math.sqrt(2.0 / 26.0)
         self.register_buffer("dct", dct, persistent=False)
-        self._flux_last_bin = int((freqs < 5000.0).sum()) - 1
-        slopes = torch.stack([slope_weights(freqs, 0.0, 500.0), slope_weights(freqs, 500.0, 1500.0)])
+        self._flux_last_bin = int((opensmile_freqs < 5000.0).sum()) - 1
+        slopes = torch.stack(
+            [slope_weights(opensmile_freqs, 0.0, 500.0), slope_weights(opensmile_freqs, 500.0, 1500.0)]
+        )
         self.register_buffer("slopes", slopes, persistent=False)
 
     @property
@@ -698,7 +713,7 @@ class EGeMAPSDescriptors(Stage):
 
     def descriptors(self, mag: Tensor) -> Tensor:
         """The ten descriptors of an FFT magnitude spectrogram ``(B, n_fft // 2 + 1, N)`` → ``(B, 10, N)``."""
-        freqs = self.freqs.to(mag.dtype)
+        freqs = self.opensmile_freqs.to(mag.dtype)
         power = mag.square()
         mel_power = torch.einsum("bfn,fm->bmn", power, self.mel.to(mag.dtype))
         loudness = torch.clamp(mel_power, min=9.3e-10) * self.loudness_weights.to(mag.dtype)[None, :, None]

@@ -103,12 +103,14 @@ def test_rms_db_and_short_items() -> None:
 
 @pytest.mark.parametrize(
     ("item", "sr"),
-    [(item, 16000) for item in range(len(SPEECH_FILES))] + [(0, 8000), (1, 22050), (0, 44100), (2, 48000)],
+    [(item, 16000) for item in range(len(SPEECH_FILES))]
+    + [(0, 8000), (1, 11025), (1, 22050), (0, 44100), (2, 48000)],
 )
 def test_egemaps_descriptors_match_opensmile_frame_by_frame(item: int, sr: int) -> None:
     """Unsmoothed LLDs, tapped from openSMILE's own intermediate levels of the eGeMAPSv02 config. At 22.05
-    kHz openSMILE steps 221 samples (half rounded up); at 44.1 and 48 kHz the slope bands' edges fall
-    between bins, which openSMILE weights."""
+    kHz openSMILE steps 221 samples (half rounded up); at 11.025 kHz it frames 221 samples for 20 ms (220.5)
+    but keeps 20 ms for its frequency axis (bins 221 / 220.5 too high); at 44.1 and 48 kHz the slope
+    bands' edges fall between bins, which openSMILE weights."""
     x = SPEECH[item]
     if sr != 16000:
         x = torchaudio.functional.resample(x, 16000, sr)[: 3 * sr]
