@@ -289,33 +289,46 @@ def functionals(
 
 
 def segment_statistics(
-    active: Tensor, lengths: Tensor, time_step: float
+    active: Tensor, lengths: Tensor, time_step: float, min_segment: int = 3, min_pause: int = 2
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Runs of active frames (e.g. voiced) and of inactive ones within each item's valid frames.
+    """Segments of active frames (e.g. voiced) and of inactive ones within each item's valid frames, as
+    openSMILE's ``cFunctionalSegments`` finds them (``nonX`` / ``eqX`` with X = 0, the eGeMAPS temporal
+    set): active frames separated by fewer than ``min_pause`` inactive ones belong to one segment, a segment
+    needs at least ``min_segment`` active frames, and its length is from its first active frame to its
+    last (one frame less than the span, as openSMILE measures it). Inactive segments are found the same
+    way with the roles swapped.
 
     Returns:
-        ``(B,)`` each: active segments per second, mean and std of active segment lengths (s), mean and
-        std of inactive segment lengths (s); 0 where there is none.
+        ``(B,)`` each: active segments per second of the item, mean and std (population; 0 for fewer than
+        two) of active segment lengths (s), mean and std of inactive segment lengths (s); 0 where there is
+        none.
     """
     n = active.shape[-1]
     valid = lengths_to_mask(lengths, n)
     duration = lengths.to(torch.float64) * time_step
+    i = torch.arange(n, device=active.device)
 
-    def runs(on: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def segments(on: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         on = on & valid
-        starts = on & ~torch.nn.functional.pad(on[:, :-1], (1, 0))
-        number = torch.cumsum(starts.to(torch.int64), dim=-1) - 1  # run index of each frame
-        k = starts.sum(dim=-1)
-        width = int(k.max()) if k.numel() else 0
-        size = torch.zeros(on.shape[0], max(width, 1), dtype=torch.float64, device=on.device)
-        size.scatter_add_(1, number.clamp(min=0), on.to(torch.float64))
-        size = size * time_step
-        exists = lengths_to_mask(k, size.shape[1])
+        if n == 0:
+            zero = torch.zeros(on.shape[0], dtype=torch.float64, device=on.device)
+            return zero, zero, zero
+        previous = _latest_before(on)
+        starts = on & ((previous < 0) | (i - previous - 1 >= min_pause))
+        group = (torch.cumsum(starts.to(torch.int64), dim=-1) - 1).clamp(min=0)
+        width = max(int(starts.sum(dim=-1).max()), 1)
+        count = torch.zeros(on.shape[0], width, dtype=torch.int64, device=on.device)
+        count = count.scatter_add(1, group, on.to(torch.int64))
+        first = torch.full_like(count, n).scatter_reduce(1, group, torch.where(on, i, n), "amin")
+        last = torch.full_like(count, -1).scatter_reduce(1, group, torch.where(on, i, -1), "amax")
+        kept = count >= max(min_segment, 1)
+        size = torch.where(kept, (last - first).to(torch.float64) * time_step, 0.0)
+        k = kept.sum(dim=-1)
         mean = size.sum(dim=-1) / k.clamp(min=1)
-        var = torch.where(exists, (size - mean[:, None]).square(), 0.0).sum(dim=-1) / k.clamp(min=1)
-        return k, torch.where(k > 0, mean, 0.0), torch.where(k > 0, var.sqrt(), 0.0)
+        var = torch.where(kept, (size - mean[:, None]).square(), 0.0).sum(dim=-1) / k.clamp(min=1)
+        return k, mean, torch.where(k > 1, var.sqrt(), 0.0)
 
-    k_on, mean_on, std_on = runs(active)
-    _, mean_off, std_off = runs(~active)
+    k_on, mean_on, std_on = segments(active)
+    _, mean_off, std_off = segments(~active)
     per_second = torch.where(duration > 0, k_on / duration.clamp(min=1e-12), 0.0)
     return per_second, mean_on, std_on, mean_off, std_off
