@@ -123,11 +123,15 @@ def _prune(value: Tensor, maximum: Tensor, extrema: Tensor, first: Tensor, thres
     holder = torch.cat((torch.full((rows, 1), -1, device=device), e.expand(rows, -1)), dim=1).reshape(-1)
     gone = dropped.clone().reshape(-1)
     row, col = conditional.nonzero(as_tuple=True)
+    at = step[row, col]
+    at, order = torch.sort(at, stable=True)  # by position in the run, then row-major
+    row, col = row[order], col[order]
     key = row * (width + 1) + anchor[row, col] + 1
-    at, y_at = step[row, col], value[row, col]
-    for k in range(int(at.max()) + 1 if at.numel() else 0):
-        now = (at == k).nonzero(as_tuple=True)[0]
-        r, c, kk, v = row[now], col[now], key[now], y_at[now]
+    y_at = value[row, col]
+    start = 0
+    for size in torch.bincount(at).tolist() if at.numel() else []:
+        r, c, kk, v = (t[start : start + size] for t in (row, col, key, y_at))
+        start += size
         higher = v > 1.05 * record[kk]
         previous = holder[kk]
         gone[(r * width + previous)[higher & (previous >= 0)]] = True  # the current maximum is replaced
@@ -310,7 +314,7 @@ def segment_statistics(
 
     def segments(on: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         on = on & valid
-        if n == 0:
+        if on.numel() == 0:
             zero = torch.zeros(on.shape[0], dtype=torch.float64, device=on.device)
             return zero, zero, zero
         previous = _latest_before(on)

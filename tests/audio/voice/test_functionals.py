@@ -256,5 +256,13 @@ def test_peak_statistics_are_the_reference_per_row_whatever_the_batch(lengths: l
 def test_empty_and_bad_names() -> None:
     out = functionals(torch.ones(2, 1, 5), torch.tensor([0, 5]))
     assert (out[0] == 0).all() and out[1, 0, 0] == 1
+    assert functionals(torch.ones(0, 3, 7), torch.zeros(0, dtype=torch.int64)).shape == (
+        0,
+        3,
+        len(FUNCTIONALS),
+    )
+    for empty in (torch.ones(0, 7, dtype=torch.bool), torch.ones(2, 0, dtype=torch.bool)):
+        stats = segment_statistics(empty, torch.zeros(empty.shape[0], dtype=torch.int64), 0.01)
+        assert all(s.shape == (empty.shape[0],) and not s.any() for s in stats)
     with pytest.raises(ValueError, match="unknown functionals"):
         functionals(torch.ones(1, 1, 5), names=["kurtosis"])
