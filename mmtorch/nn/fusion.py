@@ -10,8 +10,15 @@ from mmtorch.masks import resolve_mask
 __all__ = ["ConcatFusion", "CrossAttentionFusion", "GatedFusion", "LateFusion"]
 
 
+def _autocasting(x: Tensor) -> bool:
+    # Under autocast, branches legitimately end in different dtypes (a Linear's output is bfloat16, a
+    # LayerNorm's float32): concatenation and stacking promote them, and autocast casts for the layers.
+    return torch.is_autocast_enabled(x.device.type)
+
+
 def _check_inputs(inputs: tuple[Tensor, ...], count: int | None, same_shape: bool) -> None:
-    """Inputs are floating tensors with one dtype and device and the same leading (batch) dimensions."""
+    """Inputs are floating tensors with one dtype (any floating dtypes under autocast) and one device, and
+    the same leading (batch) dimensions."""
     if count is not None and len(inputs) != count:
         raise ValueError(f"expected {count} inputs, got {len(inputs)}")
     if not inputs:
@@ -26,7 +33,7 @@ def _check_inputs(inputs: tuple[Tensor, ...], count: int | None, same_shape: boo
             raise ValueError(f"input {i}: expected (B, ..., D), got shape {tuple(x.shape)}")
         if (x.shape if same_shape else x.shape[:-1]) != (ref.shape if same_shape else ref.shape[:-1]):
             raise ValueError(f"input {i}: shape {tuple(x.shape)} does not match input 0's {tuple(ref.shape)}")
-        if x.dtype != ref.dtype or x.device != ref.device:
+        if (x.dtype != ref.dtype and not _autocasting(ref)) or x.device != ref.device:
             raise ValueError(
                 f"input {i}: {x.dtype} on {x.device}, but input 0 is {ref.dtype} on {ref.device}"
             )
@@ -39,7 +46,8 @@ class ConcatFusion(nn.Module):
         ``(B, D_1), (B, D_2), ...`` (any equal leading dimensions) → ``(B, D_1 + D_2 + ...)``.
 
     Raises:
-        ValueError: no input, or inputs whose leading dimensions, dtype or device differ (named by index).
+        ValueError: no input, or inputs whose leading dimensions, device or (outside autocast) dtype differ
+            (named by index).
         TypeError: an input is not a floating-point tensor.
 
     Example:
@@ -66,7 +74,8 @@ class GatedFusion(nn.Module):
         ``M`` tensors ``(B, dim)`` → ``(B, dim)``.
 
     Raises:
-        ValueError: bad settings; not ``M`` inputs, or inputs of other shapes, dtypes or devices.
+        ValueError: bad settings; not ``M`` inputs, or inputs of other shapes or devices, or (outside autocast)
+            dtypes.
         TypeError: an input is not a floating-point tensor.
 
     Example:
@@ -116,8 +125,8 @@ class CrossAttentionFusion(nn.Module):
         - output: ``(B, L, dim)``, zero at padded token positions.
 
     Raises:
-        ValueError: bad settings; inputs of the wrong shape, or different batch size, dtype or device;
-            bad lengths/masks (named by item where it applies).
+        ValueError: bad settings; inputs of the wrong shape, or different batch size, device or (outside
+            autocast) dtype; bad lengths/masks (named by item where it applies).
         TypeError: an input is not a floating-point tensor, or a lengths/mask dtype is wrong.
 
     Example:
@@ -167,7 +176,11 @@ class CrossAttentionFusion(nn.Module):
                 )
             if x.dim() != 3 or x.shape[2] != size:
                 raise ValueError(f"{name} must be (B, length, {size}), got shape {tuple(x.shape)}")
-        if audio.shape[0] != text.shape[0] or audio.dtype != text.dtype or audio.device != text.device:
+        if (
+            audio.shape[0] != text.shape[0]
+            or (audio.dtype != text.dtype and not _autocasting(text))
+            or audio.device != text.device
+        ):
             raise ValueError(
                 f"audio is batch {audio.shape[0]}, {audio.dtype} on {audio.device}; text is batch {text.shape[0]}, "
                 f"{text.dtype} on {text.device}: they must agree"
@@ -200,7 +213,8 @@ class LateFusion(nn.Module):
         ``M`` tensors of one shape ``(B, C)`` → ``(B, C)``.
 
     Raises:
-        ValueError: bad settings; not ``M`` inputs, or inputs of other shapes, dtypes or devices.
+        ValueError: bad settings; not ``M`` inputs, or inputs of other shapes or devices, or (outside autocast)
+            dtypes.
         TypeError: an input is not a floating-point tensor.
 
     Example:

@@ -190,7 +190,12 @@ class AttentionPooling(nn.Module):
             raise ValueError(f"x must be (B, L, {self.in_features}), got {tuple(x.shape)}")
         valid = resolve_mask(x, lengths, mask)[..., None]
         x = x.masked_fill(~valid, 0.0)
+        # The softmax runs in float32 at least: under autocast the scorer's output is bfloat16/float16, whose
+        # 8-11 significant bits would round the weights of long sequences (and whose range cannot hold the
+        # fill value below when x is float32).
+        scores = self.score(x)
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         # The most negative finite value, not -inf: a row with no valid position then gets uniform weights
         # over its zeroed vectors (output 0) instead of 0/0. In other rows those weights underflow to 0.
-        scores = self.score(x).masked_fill(~valid, torch.finfo(x.dtype).min)
-        return (scores.softmax(dim=1) * x).sum(dim=1)
+        weights = scores.masked_fill(~valid, torch.finfo(scores.dtype).min).softmax(dim=1)
+        return (weights.to(x.dtype) * x).sum(dim=1)

@@ -90,3 +90,26 @@ def gradcheck_module(module: nn.Module, inputs: tuple[Tensor, ...], **kwargs: Te
         return torch.func.functional_call(module, state, flat[len(params) :], kwargs)
 
     assert torch.autograd.gradcheck(call, (*params, *inputs), eps=1e-6, atol=1e-5)
+
+
+# Autocast as training scripts use it: bfloat16 on the CPU, float16 on CUDA.
+AUTOCAST = [("cpu", torch.bfloat16), *([("cuda", torch.float16)] if torch.cuda.is_available() else [])]
+
+
+def assert_close_under_autocast(
+    module: nn.Module, inputs: tuple[Tensor, ...], device: str, dtype: torch.dtype, tol: float, **kwargs
+) -> None:
+    """Under ``torch.autocast(device, dtype)`` the float32 module runs on float32 inputs, its output and
+    gradients are finite, and the output is within ``tol`` (absolute and relative) of the float32 one."""
+    module = randomized(module).to(device).eval()
+    inputs = tuple(x.to(device) for x in inputs)
+    kwargs = {name: x.to(device) for name, x in kwargs.items()}
+    expected = module(*inputs, **kwargs)
+    floats = tuple(x.detach().requires_grad_() if x.dtype.is_floating_point else x for x in inputs)
+    with torch.autocast(device, dtype=dtype):
+        out = module(*floats, **kwargs)
+    assert out.isfinite().all()
+    torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol)
+    params = [p for p in module.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(out.float().sum(), [*params, *(x for x in floats if x.requires_grad)])
+    assert all(g.isfinite().all() for g in grads)

@@ -12,7 +12,15 @@ from torch import nn
 from mmtorch.masks import lengths_to_mask
 from mmtorch.nn import TokenEmbedding, sinusoidal_positions
 
-from .checks import DEVICES, assert_padding_invariant, assert_pickles, gradcheck_module, padded_layouts
+from .checks import (
+    AUTOCAST,
+    DEVICES,
+    assert_close_under_autocast,
+    assert_padding_invariant,
+    assert_pickles,
+    gradcheck_module,
+    padded_layouts,
+)
 
 V, D = 50, 8
 
@@ -180,3 +188,13 @@ def test_bad_inputs():
         TokenEmbedding(V, D, positions="learned")
     with pytest.raises(ValueError, match="positions must be"):
         TokenEmbedding(V, D, positions="rotary")
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST)
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned", "none"])
+def test_runs_under_autocast(positions, device, dtype):
+    ids, lens = make_ids([4, 1, 0], 4)
+    emb = TokenEmbedding(
+        V, D, padding_idx=0, positions=positions, max_positions=4 if positions == "learned" else None
+    )
+    assert_close_under_autocast(emb, (ids, lens), device, dtype, tol=1e-6)

@@ -21,7 +21,9 @@ from mmtorch.nn import (
 )
 
 from .checks import (
+    AUTOCAST,
     DEVICES,
+    assert_close_under_autocast,
     assert_padding_invariant,
     assert_pickles,
     gradcheck_module,
@@ -258,3 +260,46 @@ def test_whole_model_is_padding_invariant(text_layout, audio_layout):
     junk_ids = torch.where(t_valid, ids, torch.randint(-99, 99, ids.shape, generator=generator))
     junk_frames = refill_padding(frames, a_valid, a_kind, a_seed)
     assert_padding_invariant(model, (ids, t_lens, frames, a_lens), (junk_ids, t_lens, junk_frames, a_lens))
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST)
+def test_every_fusion_runs_under_autocast(device, dtype):
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, DIM, generator=generator), torch.randn(3, DIM, generator=generator)
+    for fusion in (ConcatFusion(), GatedFusion(DIM), LateFusion(2), LateFusion(2, learnable=True)):
+        assert_close_under_autocast(fusion, (a, b), device, dtype, tol=2e-2)
+    text, text_lens = torch.randn(3, 4, DIM, generator=generator), torch.tensor([4, 1, 0])
+    audio, audio_lens = torch.randn(3, 5, AUDIO_DIM, generator=generator), torch.tensor([5, 0, 2])
+    cross = CrossAttentionFusion(DIM, AUDIO_DIM, num_heads=HEADS)
+    assert_close_under_autocast(cross, (text, audio, text_lens, audio_lens), device, dtype, tol=2e-2)
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST)
+def test_branches_of_different_dtypes_fuse_under_autocast_only(device, dtype):
+    # Under autocast a Linear's output is half precision while a pooled float32 vector stays float32.
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(3, DIM, generator=generator).to(device)
+    b = torch.randn(3, DIM, generator=generator).to(device, dtype)
+    fusions = (ConcatFusion(), GatedFusion(DIM).to(device), LateFusion(2, learnable=True).to(device))
+    for fusion in fusions:
+        with pytest.raises(ValueError, match=f"input 1: {dtype} on {device}.*but input 0 is torch.float32"):
+            fusion(a, b)
+        with torch.autocast(device, dtype=dtype):
+            out = fusion(a, b)
+        expected = fusion(a, b.float())
+        torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
+    cross = CrossAttentionFusion(DIM, num_heads=HEADS).to(device)
+    text = torch.randn(2, 3, DIM, generator=generator).to(device)
+    with pytest.raises(ValueError, match="they must agree"):
+        cross(text, text.to(dtype))
+    with torch.autocast(device, dtype=dtype):
+        assert cross(text, text.to(dtype)).isfinite().all()
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST)
+def test_whole_model_runs_under_autocast(device, dtype):
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 30, (3, 5), generator=generator)
+    frames = torch.randn(3, 7, AUDIO_DIM, generator=generator)
+    inputs = (ids, torch.tensor([5, 2, 0]), frames, torch.tensor([7, 0, 3]))
+    assert_close_under_autocast(TwoBranchModel(), inputs, device, dtype, tol=3e-2)

@@ -16,7 +16,9 @@ from mmtorch.nn import (
 )
 
 from .checks import (
+    AUTOCAST,
     DEVICES,
+    assert_close_under_autocast,
     assert_padding_invariant,
     assert_pickles,
     gradcheck_module,
@@ -182,3 +184,13 @@ def test_sentence_embedding_of_the_real_minilm():
             for i, sentence in enumerate(sentences):
                 alone = model(**tokenizer([sentence], return_tensors="pt")).last_hidden_state
                 torch.testing.assert_close(pooled[i], pool(alone)[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST)
+@pytest.mark.parametrize("name", POOLINGS)
+def test_runs_under_autocast(name, device, dtype):
+    # Items of 4, 1 and 0 valid positions: the empty one exercises the attention scores' fill value.
+    x, lens = batch([4, 1, 0], 4)
+    assert_close_under_autocast(POOLINGS[name](), (x, lens), device, dtype, tol=2e-2)
+    mask = lengths_to_mask(lens, 4)
+    assert_close_under_autocast(POOLINGS[name](), (x,), device, dtype, tol=2e-2, mask=mask)

@@ -9,7 +9,9 @@ from mmtorch.masks import lengths_to_mask
 from mmtorch.nn import Projection
 
 from .checks import (
+    AUTOCAST,
     DEVICES,
+    assert_close_under_autocast,
     assert_padding_invariant,
     assert_pickles,
     gradcheck_module,
@@ -102,3 +104,12 @@ def test_bad_inputs():
         Projection(6, 0)
     with pytest.raises(ValueError, match="dropout"):
         Projection(6, 4, dropout=1.0)
+
+
+@pytest.mark.parametrize(("device", "dtype"), AUTOCAST)
+@pytest.mark.parametrize("hidden", [None, 6])
+def test_runs_under_autocast(hidden, device, dtype):
+    x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0))
+    assert_close_under_autocast(Projection(5, 4, hidden_features=hidden), (x[:, 0],), device, dtype, tol=3e-2)
+    lens = torch.tensor([4, 1, 0])
+    assert_close_under_autocast(Projection(5, 4, hidden_features=hidden), (x, lens), device, dtype, tol=3e-2)
