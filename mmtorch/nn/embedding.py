@@ -58,16 +58,16 @@ class TokenEmbedding(nn.Module):
         dropout: dropout probability applied to the sum.
 
     Shape:
-        - ids: int ``(B, L)``; ``lengths`` int64 ``(B,)`` or ``mask`` ``(B, L)`` (bool, or an integer
+        - ids: any integer dtype ``(B, L)``; ``lengths`` int64 ``(B,)`` or ``mask`` ``(B, L)`` (bool, or an integer
           attention mask), optional.
         - output: ``(B, L, embedding_dim)`` in the parameters' dtype, on their device.
 
     Raises:
-        ValueError: bad settings (in ``__init__``); in ``forward``: wrong shapes, a learned-position batch
-            longer than ``max_positions``, or an id outside ``[0, num_embeddings)`` at a valid position
-            (named by item and position; this check reads the ids on the host and is skipped while
-            ``torch.compile`` traces).
-        TypeError: ids are not an integer tensor.
+        ValueError: bad settings (in ``__init__``); in ``forward``: wrong shapes, an item with more valid
+            tokens than ``max_positions`` (learned positions; padding beyond does not count), or an id
+            outside ``[0, num_embeddings)`` at a valid position (named by item and position; these two
+            checks read the batch on the host and are skipped while ``torch.compile`` traces).
+        TypeError: ids are not an integer tensor (``bool`` included).
 
     Example:
         >>> emb = TokenEmbedding(30522, 256, padding_idx=0, positions="sinusoidal", dropout=0.1)
@@ -118,11 +118,33 @@ class TokenEmbedding(nn.Module):
             f"dropout={self.dropout.p}"
         )
 
+    def _check(self, ids: Tensor, valid: Tensor) -> None:
+        """Ids in range and, with learned positions, items no longer than ``max_positions``: one host sync
+        when both hold."""
+        bad = (ids < 0) | (ids >= self.num_embeddings)
+        failed = bad.any()
+        if self.position_embedding is not None:
+            counts = valid.sum(dim=1)
+            failed = failed | (counts > self.position_embedding.num_embeddings).any()
+        if not bool(failed):
+            return
+        if bool(bad.any()):
+            b, t = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(
+                f"item {b}: token id {int(ids[b, t])} at position {t} is outside [0, {self.num_embeddings})"
+            )
+        b = int((counts > self.position_embedding.num_embeddings).nonzero()[0])
+        raise ValueError(
+            f"item {b}: {int(counts[b])} valid tokens but only max_positions="
+            f"{self.position_embedding.num_embeddings} positions are learned"
+        )
+
     def forward(self, ids: Tensor, lengths: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """Embed a padded batch of token ids.
 
         Args:
-            ids: int ``(B, L)`` token ids.
+            ids: ``(B, L)`` token ids of any integer dtype (``nn.Embedding`` itself takes only int32 and
+                int64; others are converted).
             lengths: int64 ``(B,)`` valid tokens per item (right padding), or ``None``.
             mask: ``(B, L)`` valid positions (bool or integer 0/1), or ``None``; not with ``lengths``.
 
@@ -139,18 +161,11 @@ class TokenEmbedding(nn.Module):
         if ids.dim() != 2:
             raise ValueError(f"ids must have shape (B, L), got {tuple(ids.shape)}")
         valid = resolve_mask(ids, lengths, mask, name="ids")
-        if self.position_embedding is not None and ids.shape[1] > self.position_embedding.num_embeddings:
-            raise ValueError(
-                f"{ids.shape[1]} positions but only max_positions={self.position_embedding.num_embeddings} are learned"
-            )
+        if ids.dtype not in (torch.int32, torch.int64):
+            ids = ids.long()
         ids = ids.masked_fill(~valid, 0)
         if not torch.compiler.is_compiling() and ids.numel():
-            bad = (ids < 0) | (ids >= self.num_embeddings)
-            if bool(bad.any()):
-                b, t = (int(v) for v in bad.nonzero()[0])
-                raise ValueError(
-                    f"item {b}: token id {int(ids[b, t])} at position {t} is outside [0, {self.num_embeddings})"
-                )
+            self._check(ids, valid)
         x = self.embedding(ids)
         if self.positions != "none":
             # Position = number of valid tokens before this one, so left and right padding agree.

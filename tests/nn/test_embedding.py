@@ -174,7 +174,11 @@ def test_bad_inputs():
         emb(torch.tensor([[1, 2, 3], [1, V, 0]]), torch.tensor([3, 2]))
     with pytest.raises(ValueError, match="item 0: token id -1"):
         emb(torch.tensor([[-1]]))
-    with pytest.raises(ValueError, match="max_positions=4"):
+    with pytest.raises(
+        ValueError, match="item 1: 5 valid tokens but only max_positions=4 positions are learned"
+    ):
+        emb(torch.zeros(2, 6, dtype=torch.long), torch.tensor([4, 5]))
+    with pytest.raises(ValueError, match="item 0: 5 valid tokens"):
         emb(torch.zeros(1, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="item 1: length 7 exceeds"):
         emb(ids, torch.tensor([3, 7]))
@@ -198,3 +202,28 @@ def test_runs_under_autocast(positions, device, dtype):
         V, D, padding_idx=0, positions=positions, max_positions=4 if positions == "learned" else None
     )
     assert_close_under_autocast(emb, (ids, lens), device, dtype, tol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+def test_any_integer_dtype_of_ids(dtype):
+    emb = TokenEmbedding(V, D, padding_idx=0)
+    ids, lens = make_ids([4, 2], 4)
+    expected = emb(ids, lens)
+    torch.testing.assert_close(emb(ids.to(dtype), lens), expected, rtol=0, atol=0)
+    torch.testing.assert_close(emb(ids.to(dtype), mask=lengths_to_mask(lens, 4)), expected, rtol=0, atol=0)
+    if dtype.is_signed:
+        with pytest.raises(ValueError, match="item 0: token id -3 at position 1 is outside"):
+            emb(torch.tensor([[1, -3]], dtype=dtype))
+
+
+def test_learned_positions_count_valid_tokens_not_padded_width():
+    # A batch padded wider than max_positions (pad_to_multiple_of, a fixed max_length...) is fine as long
+    # as no item has more valid tokens than there are learned positions.
+    emb = TokenEmbedding(V, D, positions="learned", max_positions=4)
+    ids, lens = make_ids([4, 2], 7)
+    out = emb(ids, lens)
+    torch.testing.assert_close(out[:, :4], emb(ids[:, :4], lens))
+    assert (out[:, 4:] == 0).all()
+    left = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1, 1]], dtype=torch.bool)
+    shifted = torch.stack([ids[0].roll(3), ids[1].roll(5)])
+    torch.testing.assert_close(emb(shifted, mask=left)[left], out[lengths_to_mask(lens, 7)])
