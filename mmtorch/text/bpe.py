@@ -51,7 +51,9 @@ def train_bpe(
     normalization, no prefix space, no clean-up of spaces on decode). Han characters are pre-tokenized one
     by one (see :func:`bpe_pre_tokenizer`). ``special_tokens`` take ids ``0, 1, ...`` in order; when both
     ``bos_token`` and ``eos_token`` are set, encoding wraps a text as ``<s> text </s>`` and a pair as
-    ``<s> a </s> b </s>`` (``token_type_ids`` are not returned); with only ``eos_token``, as ``text </s>``.
+    ``<s> a </s> b </s>`` (``token_type_ids`` are not returned); with only ``eos_token``, as ``text </s>``
+    and ``a </s> b </s>``; with only ``bos_token``, as ``<s> text`` and ``<s> a <s> b``; with neither, as
+    the text's pieces alone.
 
     Args:
         data: texts (any iterable of ``str``, consumed once), or a ``pathlib.Path`` / list of paths of UTF-8
@@ -126,6 +128,13 @@ def train_bpe(
             single=f"$A {eos_token}",
             pair=f"$A {eos_token} $B {eos_token}",
             special_tokens=[(eos_token, specials.index(eos_token))],
+        )
+    elif bos_token is not None:
+        # Each segment opens with it, as the eos-only template closes each (and as Llama's does).
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos_token} $A",
+            pair=f"{bos_token} $A {bos_token} $B",
+            special_tokens=[(bos_token, specials.index(bos_token))],
         )
     roles = {"pad_token": pad_token, "bos_token": bos_token, "eos_token": eos_token}
     return PreTrainedTokenizerFast(

@@ -80,8 +80,25 @@ def test_only_eos_and_no_specials():
         CORPUS, 300, special_tokens=["<eos>"], pad_token=None, bos_token=None, eos_token="<eos>"
     )
     assert eos_only.encode("a")[-1] == eos_only.convert_tokens_to_ids("<eos>") == 0
+    assert eos_only("a", "b")["input_ids"] == [*pieces(eos_only, "a"), 0, *pieces(eos_only, "b"), 0]
     bare = train_bpe(CORPUS, 300, special_tokens=[], pad_token=None, bos_token=None, eos_token=None)
     assert bare.decode(bare.encode("abc")) == "abc" and len(bare.encode("a")) == 1
+    assert bare("a", "b")["input_ids"] == [*pieces(bare, "a"), *pieces(bare, "b")]
+
+
+def pieces(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def test_only_bos():
+    bos_only = train_bpe(CORPUS, 300, eos_token=None)
+    assert (bos_only.bos_token_id, bos_only.eos_token_id, bos_only.pad_token_id) == (1, None, 0)
+    assert bos_only.encode("ab") == [1, *pieces(bos_only, "ab")]
+    assert bos_only("a", "b")["input_ids"] == [1, *pieces(bos_only, "a"), 1, *pieces(bos_only, "b")]
+    assert bos_only.num_special_tokens_to_add() == 1 and bos_only.num_special_tokens_to_add(pair=True) == 2
+    batch = TokenizerCollate(bos_only)(["ab", "a much longer text"])
+    assert batch["input_ids"][:, 0].tolist() == [1, 1]
+    assert batch["input_ids"][0, batch["lengths"][0] :].eq(0).all()
 
 
 def test_files_train_like_texts(tmp_path):
