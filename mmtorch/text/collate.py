@@ -67,6 +67,21 @@ def _install_fork_hook() -> None:
     _fork_hook_installed = True
 
 
+def _raise_for_invalid_unicode(first: list[str], second: list[str] | None, error: Exception) -> None:
+    """Raise a ValueError naming the first text that cannot be encoded as UTF-8, if there is one."""
+    items = zip(first, second, strict=True) if second is not None else ((text,) for text in first)
+    for i, parts in enumerate(items):
+        for j, text in enumerate(parts):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as bad:
+                where = f"item {i}" if second is None else f"item {i}: pair element {j}"
+                raise ValueError(
+                    f"{where}: {text[bad.start]!r} at position {bad.start} is a lone surrogate, not valid "
+                    "Unicode text (decode the source with errors='replace', or clean it)"
+                ) from error
+
+
 class TokenizerCollate:
     """Tokenize a batch of texts (or text pairs) into padded int64 tensors plus lengths.
 
@@ -101,7 +116,7 @@ class TokenizerCollate:
 
     Raises:
         TypeError: ``tokenizer`` is not a Hugging Face tokenizer.
-        ValueError: the tokenizer has no pad token; an option is out of range; ``padding="max_length"``
+        ValueError: the tokenizer has no pad token, or one missing from its vocabulary; an option is out of range; ``padding="max_length"``
             without a length; a truncation length that is not a multiple of ``pad_to_multiple_of``
             (transformers would raise on every call); ``max_length`` too short to hold the special tokens
             (transformers would then silently not truncate).
@@ -132,6 +147,14 @@ class TokenizerCollate:
             raise ValueError(
                 f"{type(tokenizer).__name__} has no pad token, so a batch cannot be padded; set one first, e.g. "
                 "tokenizer.pad_token = tokenizer.eos_token, or tokenizer.add_special_tokens({'pad_token': '[PAD]'})"
+            )
+        if tokenizer.pad_token not in tokenizer.get_vocab():
+            # transformers then pads with None (an error in every batch) or, with an [UNK] token, with that.
+            raise ValueError(
+                f"the pad token {tokenizer.pad_token!r} is not in the vocabulary of {type(tokenizer).__name__} "
+                f"(pad_token_id={tokenizer.pad_token_id}); set pad_token to a token it has, e.g. "
+                "tokenizer.pad_token = tokenizer.eos_token, or add it with "
+                "tokenizer.add_special_tokens({'pad_token': ...}) and grow the embedding"
             )
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
@@ -195,7 +218,9 @@ class TokenizerCollate:
         Raises:
             TypeError: ``texts`` is a single string or not a sequence, or an item is neither a string nor a
                 pair of strings, or mixes with items of the other kind; the message names the item.
-            ValueError: pairs with a ``max_length`` too short for the special tokens of a pair.
+            ValueError: pairs with a ``max_length`` too short for the special tokens of a pair; a text that is
+                not valid Unicode (a lone surrogate such as ``"\\udcff"``, which ``tokenizers`` cannot
+                take): the message names the item and the position.
         """
         first, second = self._split(texts)
         if not first:
@@ -204,18 +229,23 @@ class TokenizerCollate:
             raise ValueError(
                 f"max_length={self._limit} cannot hold the {self._min_length[1]} special tokens of a text pair"
             )
-        encoded = self.tokenizer(
-            first,
-            second,
-            padding=self.padding,
-            truncation=True,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            add_special_tokens=self.add_special_tokens,
-            padding_side=self.padding_side,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        try:
+            encoded = self.tokenizer(
+                first,
+                second,
+                padding=self.padding,
+                truncation=True,
+                max_length=self.max_length,
+                pad_to_multiple_of=self.pad_to_multiple_of,
+                add_special_tokens=self.add_special_tokens,
+                padding_side=self.padding_side,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+        except Exception as error:
+            # Looked for only after a failure, so that good batches pay nothing for the check.
+            _raise_for_invalid_unicode(first, second, error)
+            raise
         out = dict(encoded)
         out["lengths"] = out["attention_mask"].sum(dim=1)
         return out

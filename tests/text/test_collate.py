@@ -17,7 +17,7 @@ from packaging.version import Version
 from mmtorch.masks import lengths_to_mask
 from mmtorch.text import TokenizerCollate, train_bpe
 
-from .assets import CORPUS
+from .assets import CORPUS, load_minilm_tokenizer
 
 EDGE_TEXTS = [
     "",
@@ -199,6 +199,43 @@ def test_bad_settings(minilm_tokenizer, bpe_tokenizer):
     unlimited = train_bpe(CORPUS[:8], vocab_size=300)
     with pytest.raises(ValueError, match="padding='max_length' needs a length"):
         TokenizerCollate(unlimited, padding="max_length")
+
+
+def test_pad_token_missing_from_the_vocabulary_is_an_error():
+    # No id at all: transformers fails in every batch, on a comparison with None.
+    bpe = train_bpe(CORPUS[:8], vocab_size=300, pad_token=None)
+    bpe.pad_token = "<nothere>"
+    assert bpe.pad_token_id is None
+    with pytest.raises(TypeError):
+        bpe(["a", "bb"], padding=True, return_tensors="pt")
+    with pytest.raises(
+        ValueError, match=r"pad token '<nothere>' is not in the vocabulary .*pad_token_id=None"
+    ):
+        TokenizerCollate(bpe)
+    # WordPiece falls back to [UNK]: transformers silently pads with it.
+    bert = load_minilm_tokenizer()
+    bert.pad_token = "<nothere>"
+    assert bert.pad_token_id == bert.unk_token_id
+    assert bert(["a", "bb cc"], padding=True)["input_ids"][0][-1] == bert.unk_token_id
+    with pytest.raises(
+        ValueError, match=r"pad token '<nothere>' is not in the vocabulary .*pad_token_id=100"
+    ):
+        TokenizerCollate(bert)
+    bert.pad_token = "[UNK]"  # a token of the vocabulary, if an odd choice, is accepted
+    assert TokenizerCollate(bert)(["a", "bb cc"])["input_ids"][0, -1] == bert.unk_token_id
+
+
+@pytest.mark.parametrize(
+    ("texts", "match"),
+    [
+        (["ok", "bad \udcff"], r"item 1: '\\udcff' at position 4 is a lone surrogate"),
+        (["\ud800 first"], r"item 0: '\\ud800' at position 0 is a lone surrogate"),
+        ([("a", "b"), ("c", "d\udc80")], r"item 1: pair element 1: '\\udc80' at position 1"),
+    ],
+)
+def test_invalid_unicode_names_the_item(any_tokenizer, texts, match):
+    with pytest.raises(ValueError, match=match):
+        TokenizerCollate(any_tokenizer)(texts)
 
 
 def test_no_pad_token_is_an_error():
