@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+import regex
 import torch
 from tokenizers import AddedToken
 from torch import Tensor, nn
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
 __all__ = ["VocabularyExtension", "discover_words", "extend_vocabulary"]
 
 Init = Literal["pieces", "characters", "all"]
+
+# jieba segments Han characters of U+4E00-U+9FD5 and ASCII letters and digits (its re_han_default, with
+# dictionary words such as "C++" and "T恤"); any other letter it emits one character at a time. So runs of
+# letters, digits and combining marks holding any other character are cut out of the text and kept whole,
+# except for the jieba-range Han characters inside them, which jieba still segments.
+_WORD_RUN = regex.compile(r"[\p{L}\p{N}\p{M}]+")
+_FOREIGN_CHAR = regex.compile(r"(?![\u4e00-\u9fd5a-zA-Z0-9])[\p{L}\p{N}\p{M}]")
+_JIEBA_HAN_RUN = regex.compile(r"[\u4e00-\u9fd5]+")
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,15 @@ def discover_words(
 ) -> list[str]:
     """Frequent words of a corpus, segmented with ``jieba``, that the tokenizer does not keep whole.
 
-    Each text is segmented with ``jieba.lcut`` (precise mode, HMM on, so unseen Chinese words are found too;
-    Latin-script words come out whole). A candidate has at least ``min_chars`` characters, at least one
+    Chinese and ASCII text is segmented with ``jieba.lcut`` (precise mode, HMM on, so unseen Chinese words
+    are found too). ASCII words come out as jieba gives them: letters and digits together (``COVID19``),
+    some dictionary words with symbols (``C++``, ``v2.0``), split at hyphens and apostrophes. jieba would
+    split every other letter off on its own, so a run of letters, digits and combining marks that holds any
+    other character (accented Latin, Cyrillic, Greek, Hangul, kana, Han outside jieba's U+4E00-U+9FD5) is
+    kept whole instead, except that its Han characters of jieba's range still go to jieba: ``naïve``,
+    ``русский`` and ``한국어`` are one word each, and ``naïve中文`` is ``naïve`` plus jieba's words. Scripts
+    other than Chinese that are written without spaces (Japanese kana, Thai) thus yield whole runs between
+    spaces and punctuation, not words. A candidate has at least ``min_chars`` characters, at least one
     letter or ideograph, occurs at least ``min_count`` times and, when a tokenizer is given, is not already
     encoded as a single known token. Candidates are ranked by count, ties by first occurrence.
 
@@ -89,7 +105,7 @@ def discover_words(
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"item {i}: expected str, got {type(text).__name__}")
-        for word in jieba.lcut(text):
+        for word in _segment(text, jieba.lcut):
             word = word.strip()
             if len(word) >= min_chars and any(c.isalpha() for c in word):
                 counts[word] += 1
@@ -99,6 +115,28 @@ def discover_words(
         unk = tokenizer.unk_token_id
         ranked = [w for w in ranked if _is_split(tokenizer.encode(w, add_special_tokens=False), unk)]
     return ranked[:top_k]
+
+
+def _segment(text: str, cut: Callable[[str], list[str]]) -> Iterator[str]:
+    """``text`` in words: ``cut`` (jieba) on what it handles, other letter runs whole."""
+    if not _FOREIGN_CHAR.search(text):
+        yield from cut(text)
+        return
+    start = 0
+    for run in _WORD_RUN.finditer(text):
+        if not _FOREIGN_CHAR.search(run.group()):
+            continue
+        yield from cut(text[start : run.start()])
+        inner = run.start()
+        for han in _JIEBA_HAN_RUN.finditer(text, run.start(), run.end()):
+            if han.start() > inner:
+                yield text[inner : han.start()]
+            yield from cut(han.group())
+            inner = han.end()
+        if inner < run.end():
+            yield text[inner : run.end()]
+        start = run.end()
+    yield from cut(text[start:])
 
 
 def extend_vocabulary(

@@ -191,6 +191,35 @@ def test_discover_words_counts_jieba_words():
     )
 
 
+def test_discover_words_keeps_other_scripts_whole():
+    # jieba alone emits na/ï/ve, Cyrillic, Greek and Hangul one letter at a time, and Extension A
+    # ideographs (outside its U+4E00-U+9FD5) one by one.
+    corpus = [
+        "the naïve café serves naïve ideas",
+        "русский язык и русский текст",
+        "Ελληνικά και Ελληνικά",
+        "한국어 문장과 한국어",
+        "我用iPhone拍了naïve的照片，iPhone很好",
+        "㐀㐁 and 㐀㐁",
+        "cafe\u0301 is café decomposed",
+    ] * 2
+    assert "na" in jieba.lcut(corpus[0]) and "р" in jieba.lcut(corpus[1])
+    words = discover_words(corpus, min_count=2)
+    for word in ("naïve", "café", "русский", "Ελληνικά", "한국어", "㐀㐁", "iPhone", "cafe\u0301"):
+        assert word in words
+    assert not {"na", "ve", "caf", "р", "ру", "Ελ", "한"} & set(words)
+    assert words[0] == "naïve"  # 3 per copy of the corpus
+    # Chinese and ASCII still come from jieba, as before.
+    mixed = corpus[4]
+    chinese = [w for w in jieba.lcut(mixed.replace("naïve", " ")) if w.strip()]
+    expected = {w for w in chinese if any(c.isalpha() for c in w)} | {"naïve"}
+    assert set(discover_words([mixed], min_count=1, min_chars=1)) == expected
+    # With a byte-level BPE that splits them, the accented words are proposed whole.
+    bpe = train_bpe(CORPUS, vocab_size=400)
+    found = discover_words(["the naïve café serves naïve ideas"] * 5, bpe, min_count=2)
+    assert "naïve" in found and "café" in found and "na" not in found
+
+
 def test_normalized_duplicates_are_skipped():
     tokenizer = load_minilm_tokenizer()
     result = extend_vocabulary(
