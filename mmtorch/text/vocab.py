@@ -163,8 +163,15 @@ def extend_vocabulary(
     optimizer after this call. Byte-level tokenizers never produce ``[UNK]``, so they always use rule 1.
 
     Each word becomes an added token that is matched in the raw text (or in the normalized text when the
-    tokenizer's normalizer leaves the word's spacing alone, so an uncased model also matches other casings)
-    and, unless it contains CJK characters, only as a whole word.
+    tokenizer's normalizer leaves the word's spacing alone, so an uncased model also matches other casings).
+    A word with CJK characters (Han, kana, Hangul) matches anywhere, as Chinese and Japanese have no spaces.
+    Any other word matches only as a whole word: where the text it is matched against has no letter or
+    digit of any script (ideographs included) and no ``_`` right before or after it. BERT-style normalizers
+    put spaces around Han characters first, so there ``我用COVID19了`` matches. Byte-level BPE tokenizers
+    (:func:`mmtorch.text.train_bpe`, GPT-2, CLIP) match in the raw text, where a word written directly
+    against Han characters is not whole: ``我用 COVID19 了`` and ``我用「COVID19」`` use the new token,
+    ``我用COVID19了`` keeps the old pieces. That errs on the safe side: a miss leaves the old encoding,
+    whereas matching inside words would change how other words encode (``emotion`` in ``emotional``).
 
     Args:
         tokenizer: a fast Hugging Face tokenizer; modified in place.
@@ -265,6 +272,9 @@ def _added_token(word: str, normalizer: object) -> AddedToken:
     # BERT's normalizer puts spaces around each CJK character: such a word must be matched in the raw text.
     normalized = normalizer is None or len(normalizer.normalize_str(word).split()) == len(word.split())
     # Chinese and Japanese have no spaces between words, so whole-word matching would never fire there.
+    # Other words stay whole-word even for tokenizers that do not space Han characters, where that misses
+    # the word next to Chinese: a miss keeps the old pieces, a match inside a longer word would change the
+    # encoding of words the model already knows. See extend_vocabulary's docstring.
     single_word = not any(_is_cjk(c) for c in word)
     return AddedToken(word, single_word=single_word, lstrip=False, rstrip=False, normalized=normalized)
 

@@ -160,6 +160,26 @@ def test_byte_level_bpe_uses_pieces_and_round_trips():
     )
 
 
+def test_where_a_latin_word_matches_next_to_chinese():
+    # Whole-word matching of a non-CJK word: BERT's normalizer spaces Han characters, so the word matches
+    # right against them; a byte-level BPE sees the raw text, where Han characters are letters.
+    bert = load_minilm_tokenizer()
+    (new,) = extend_vocabulary(bert, nn.Embedding(len(bert), 4), ["COVID19"]).ids
+    assert bert.backend_tokenizer.normalizer.normalize_str("用COVID19了") == " 用 covid19 了 "
+    for text in ("我用COVID19了", "COVID19病例", "，COVID19。", "covid19 and Covid19"):
+        assert new in bert.encode(text, add_special_tokens=False), text
+    for text in ("xCOVID19", "COVID19x", "COVID19_", "テストCOVID19"):  # BERT does not space kana
+        assert new not in bert.encode(text, add_special_tokens=False), text
+
+    bpe, reference = train_bpe(CORPUS, vocab_size=400), train_bpe(CORPUS, vocab_size=400)
+    covid, emotion = extend_vocabulary(bpe, nn.Embedding(len(bpe), 4), ["COVID19", "emotion"]).ids
+    for text in ("我用 COVID19 了", "我用「COVID19」", "COVID19，病例", "(COVID19) 😀"):
+        assert covid in bpe.encode(text, add_special_tokens=False), text
+    for text in ("我用COVID19了", "COVID19病例", "xCOVID19", " emotional", "emotion_x"):
+        assert bpe.encode(text, add_special_tokens=False) == reference.encode(text, add_special_tokens=False)
+    assert emotion in bpe.encode("the emotion!", add_special_tokens=False)
+
+
 def test_discover_words_counts_jieba_words():
     corpus = [
         "我们今天去北京看看天安门。",
