@@ -10,10 +10,11 @@ eGeMAPS configuration:
   values; ``pctlrange0-2`` = p80 - p20;
 - ``meanRisingSlope`` / ``stddevRisingSlope`` / ``meanFallingSlope`` / ``stddevFallingSlope``: openSMILE's
   ``cFunctionalPeaks2`` (``relThresh = 0.1``, ``norm = seconds``) on the selected frames taken as one
-  contour: the strict local extrema of frames 2 .. n - 3, pruned as openSMILE prunes them (a maximum less
-  than 10 % of the contour's range from its predecessor and from the last clear minimum goes, unless it
-  rises 5 % above the current maximum; minima less than 10 % of the range below the last maximum go;
-  then of several maxima or minima in a row only the most extreme stays), and the slopes between
+  contour: the strict local extrema of frames 2 .. n - 3, pruned as openSMILE prunes them (a maximum
+  within 10 % of the contour's range of its predecessor goes if it is also within 10 % of the last clear
+  minimum; otherwise it stays if it follows a clear minimum, or if it is 5 % above the current maximum,
+  which it then replaces; minima less than 10 % of the range below the last maximum go; then of several
+  maxima or minima in a row only the most extreme stays), and the slopes between
   consecutive extrema in units per second: rising from each minimum to the next maximum, falling (as a
   positive number) from each maximum to the next minimum, the first from the contour's first frame. Its
   quirks are kept: the stretch from the last extremum to the last frame counts as one more slope, signed
