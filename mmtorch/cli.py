@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -75,7 +76,10 @@ def _cmd_features(args: argparse.Namespace) -> int:
         for batch in _batches(dataset, args.batch_size, f"{args.preset} features", args.quiet):
             indices = batch.indices.tolist()
             batch = batch.to(device)
-            feats, frames = chain(batch.audio, batch.audio_lengths)
+            try:
+                feats, frames = chain(batch.audio, batch.audio_lengths)
+            except ValueError as exc:
+                raise _name_items(exc, batch.ids) from exc
             for b, n in enumerate(frames.tolist()):
                 done[indices[b]] = (batch.ids[b], feats[b, :, :n].cpu())
     ids = [done[i][0] for i in sorted(done)]
@@ -109,7 +113,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         for batch in _batches(dataset, args.batch_size, "fitting GlobalNorm", args.quiet):
             batch = batch.to(device)
-            norm.update(*chain(batch.audio, batch.audio_lengths))
+            try:
+                norm.update(*chain(batch.audio, batch.audio_lengths))
+            except ValueError as exc:
+                raise _name_items(exc, batch.ids) from exc
     norm.all_reduce()
     if not norm._fitted:
         raise ValueError(f"{args.input}: no valid frames to fit statistics on")
@@ -146,8 +153,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (``mmtorch features: error: ...``), exit code 2, like every
+    other error of the command line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _name_items(exc: ValueError, ids: list[str]) -> ValueError:
+    """The error with "item i" (a position in the batch, which the user never sees) replaced by the id."""
+    message = re.sub(
+        r"\bitem (\d+)\b",
+        lambda m: f"{ids[int(m.group(1))]}" if int(m.group(1)) < len(ids) else m.group(0),
+        str(exc),
+    )
+    return ValueError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmtorch", description="On-the-fly, length-aware speech + text preprocessing for PyTorch."
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")

@@ -100,11 +100,35 @@ def test_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys) -> None
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_bad_preset_is_an_argparse_error(capsys) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["features", "x.wav", "--preset", "htk", "--out", "x.pt"], "invalid choice: 'htk'"),
+        (["features", "x.wav"], "the following arguments are required: --out"),
+        (["stats"], "the following arguments are required: input"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["features", "x.wav", "--preset", "htk", "--out", "x.pt"])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "invalid choice: 'htk'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "--help" in err
+
+
+def test_an_item_a_preset_cannot_take_is_named_by_its_file(tmp_path, capsys) -> None:
+    """The batch position in a stage's error means nothing on the command line: the file is named."""
+    import soundfile
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    soundfile.write(folder / "long.wav", np.zeros(16000, dtype=np.float32), 16000)
+    soundfile.write(folder / "tiny.wav", np.zeros(16, dtype=np.float32), 16000)
+    assert (
+        main(["features", str(folder), "--preset", "kaldi", "--out", str(tmp_path / "f.pt"), "--quiet"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "tiny.wav: 16 samples, shorter than one 400-sample frame" in err and "item" not in err
 
 
 @pytest.mark.slow

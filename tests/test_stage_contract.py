@@ -13,6 +13,7 @@ from helpers import pad_batch, speechlike
 from stage_cases import BY_NAME, CASES, Case, make_items
 
 from mmtorch.audio import STFT, Chain, Deltas, Dither, GlobalNorm, MelScale, frontend
+from mmtorch.audio.voice import VoiceFeatures
 
 
 def _seeds(stage: torch.nn.Module, x: torch.Tensor) -> dict:
@@ -265,6 +266,27 @@ def test_a_chain_checks_later_stages_at_its_entry(strategy: str) -> None:
     chain = Chain(STFT(256, hop_length=128), Deltas(1, 9, mode="interp"), strategy=strategy)
     with pytest.raises(ValueError, match="item 1: 5 frames, fewer than width=9"):
         chain(torch.randn(2, 2000), torch.tensor([2000, 600]))
+
+
+@pytest.mark.parametrize("strategy", ["items", "batch"])
+def test_both_strategies_name_the_first_bad_item(strategy: str) -> None:
+    """With NaN in two items, both strategies name the first (the items strategy runs longest first)."""
+    x = torch.randn(3, 3000)
+    x[0, 10] = math.nan
+    x[1, 20] = math.nan
+    with pytest.raises(ValueError, match="item 0: sample 10 is nan"):
+        Chain(STFT(256, hop_length=128), strategy=strategy)(x, torch.tensor([1000, 3000, 2000]))
+
+
+def test_a_strategy_set_after_construction_is_checked() -> None:
+    chain = Chain(STFT(256, hop_length=128))
+    chain.strategy = "item"
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        chain(torch.randn(2, 1000))
+    voice = VoiceFeatures(16000)
+    voice.strategy = "group"
+    with pytest.raises(ValueError, match="strategy must be"):
+        voice(torch.randn(2, 16000))
 
 
 def test_global_norm_unfitted_is_an_error() -> None:

@@ -27,7 +27,9 @@ class FeatureCache(Stage):
 
     Keys are computed on the host: a CUDA batch is copied to the CPU once per call. Entries live on the
     device that computed them and are moved to the batch's device when used. The cache is not part of
-    ``state_dict`` and is left out when the module is pickled (DataLoader workers start empty).
+    ``state_dict`` and is left out when the module is pickled (DataLoader workers start empty). Entries
+    hold no autograd graph; when the input requires grad (with grad enabled), the cache steps aside and
+    runs the stage, so gradients reach the input.
 
     Args:
         stage: the stage to remember (no trainable parameters, no randomness in the current mode).
@@ -100,6 +102,10 @@ class FeatureCache(Stage):
                 "pass x[None] for one item"
             )
         lengths = check_lengths(lengths, x, -1)
+        if x.requires_grad and torch.is_grad_enabled():
+            if validating():
+                self.check(lengths)
+            return self.stage(x, lengths)
         keys = self._keys(x, lengths)
         missing = [b for b, key in enumerate(keys) if key not in self._entries]
         self.misses += len(missing)
@@ -117,7 +123,7 @@ class FeatureCache(Stage):
             with validation(False):
                 y, out_lengths = self.stage(x[rows][..., :width], sub_lengths)
             for i, (b, n) in enumerate(zip(missing, out_lengths.tolist(), strict=True)):
-                self._entries[keys[b]] = y[i, ..., :n].clone()
+                self._entries[keys[b]] = y[i, ..., :n].detach().clone()
         out_lengths = self.stage.output_lengths(lengths)
         frames = int(self.stage.output_lengths(lengths.new_tensor([x.shape[-1]]))[0]) if len(keys) else 0
         items = [self._entries[key] for key in keys]

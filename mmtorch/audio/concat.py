@@ -83,6 +83,21 @@ class ConcatFeatures(Stage):
             check = getattr(stage, "check", None)
             if check is not None:
                 check(lengths)
+        # The stages' frame counts are pure functions of the lengths: compared here, a chain or cache
+        # running this stage with validation off still refuses stages that do not share a grid.
+        frames = self.stages[0].output_lengths(lengths)
+        for i, stage in enumerate(self.stages[1:], start=1):
+            self._same_frames(i, stage.output_lengths(lengths), frames)
+
+    def _same_frames(self, i: int, out_lengths: Tensor, frames: Tensor) -> None:
+        differ = (out_lengths != frames).nonzero()
+        if differ.numel():
+            b = int(differ[0, 0])
+            raise ValueError(
+                f"ConcatFeatures: item {b}: stage {i} ({type(self.stages[i]).__name__}) gives "
+                f"{int(out_lengths[b])} frames, stage 0 ({type(self.stages[0]).__name__}) {int(frames[b])}; "
+                "the stages must share one frame grid"
+            )
 
     def forward(
         self,
@@ -100,11 +115,13 @@ class ConcatFeatures(Stage):
             outputs.append(stage(x, lengths, **kwargs))
         y0, frames = outputs[0]
         for i, (y, out_lengths) in enumerate(outputs[1:], start=1):
-            if y.shape[-1] != y0.shape[-1] or (validating() and not torch.equal(out_lengths, frames)):
+            if validating():
+                self._same_frames(i, out_lengths, frames)
+            if y.shape[-1] != y0.shape[-1]:
                 raise ValueError(
-                    f"ConcatFeatures: stage {i} ({type(self.stages[i]).__name__}) gives "
-                    f"{out_lengths.tolist()} frames, stage 0 ({type(self.stages[0]).__name__}) "
-                    f"{frames.tolist()}; the stages must share one frame grid"
+                    f"ConcatFeatures: stage {i} ({type(self.stages[i]).__name__}) gives {y.shape[-1]} padded "
+                    f"frames, stage 0 ({type(self.stages[0]).__name__}) {y0.shape[-1]}; the stages must share "
+                    "one frame grid"
                 )
         dtype = functools.reduce(torch.promote_types, (y.dtype for y, _ in outputs))
         return torch.cat([y.to(dtype) for y, _ in outputs], dim=1), frames

@@ -193,7 +193,7 @@ def _check_item_sums(x: Tensor, sizes: list[int], order: list[int], sums: list[T
     """One test for the sums of every item's valid samples; if one is not finite (NaN/Inf, or a sum that
     overflowed), find the item and raise naming it, or pass when all its samples are finite."""
     if sums and not bool(torch.isfinite(torch.stack(sums)).all()):
-        for b in order:
+        for b in sorted(order):  # the first bad item in the batch, whatever order the items ran in
             item = x[b : b + 1, : sizes[b]]
             check_finite_samples(item, full_lengths(item), name, first_item=b)
 
@@ -310,6 +310,8 @@ class Chain(nn.Sequential):
             else:
                 stage_seeds.append(item_seeds(x.shape[0], generator, x.device))
         strategy = self.strategy
+        if strategy not in _STRATEGIES:  # checked here too: the attribute can be set after construction
+            raise ValueError(f"Chain: strategy must be one of {_STRATEGIES}, got {strategy!r}")
         if strategy == "auto":
             strategy = "items" if x.device.type == "cpu" and not compiling and x.shape[0] > 1 else "batch"
         if strategy == "items" and not compiling:

@@ -109,6 +109,25 @@ def test_bad_items_are_named_by_their_place_in_the_batch() -> None:
         cache(torch.stack([a, bad.nan_to_num()]), torch.tensor([4000, 399]))
 
 
+def test_entries_hold_no_graph_and_gradients_reach_an_input_that_requires_them() -> None:
+    items = _items(2, seed=4)
+    x, lengths = pad_batch(items)
+    cache = FeatureCache(frontend("whisper"))
+    expected, _ = frontend("whisper")(x, lengths)
+    for _ in range(2):  # the second pass would reuse a stored graph
+        leaf = x.clone().requires_grad_(True)
+        y, _ = cache(leaf, lengths)
+        torch.testing.assert_close(y, expected)
+        y.sum().backward()
+        assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+    assert len(cache) == 0  # the cache stood aside
+    y, _ = cache(x, lengths)
+    assert len(cache) == 2 and not any(entry.requires_grad for entry in cache._entries.values())
+    with torch.no_grad():
+        y, _ = cache(x.clone().requires_grad_(True), lengths)  # no graph wanted: from memory
+    assert cache.hits == 2 and not y.requires_grad
+
+
 def test_one_item_without_a_batch_axis_is_refused_as_every_stage_refuses_it() -> None:
     cache = FeatureCache(frontend("kaldi"))
     with pytest.raises(ValueError, match=r"pass x\[None\]"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import pad_batch, speechlike
 
-from mmtorch.audio import Chain, ConcatFeatures, Dither, frontend
+from mmtorch.audio import Chain, ConcatFeatures, Dither, FeatureCache, frontend
 from mmtorch.audio.voice import VoiceFeatures
 
 
@@ -36,6 +36,26 @@ def test_stages_on_different_grids_or_inputs_are_refused() -> None:
         ConcatFeatures(frontend("whisper"), VoiceFeatures(8000, hop_length=80))
     with pytest.raises(ValueError, match="no stages"):
         ConcatFeatures()
+
+
+@pytest.mark.parametrize("wrap", ["alone", "batch", "items", "cache"])
+def test_frame_counts_that_differ_for_one_item_are_refused_however_it_runs(wrap: str) -> None:
+    """Whisper gives L // 160 frames, Kaldi without snipped edges (L + 80) // 160: equal for 16000 samples,
+    not for 15950. Every way of running the stage names the item (a chain or cache runs it with checks
+    off, after checking the batch at its entry)."""
+    both = ConcatFeatures(frontend("whisper").eval(), frontend("kaldi", snip_edges=False).eval())
+    x = speechlike(16000, seed=3)[None].repeat(2, 1)
+    lengths = torch.tensor([16000, 15950])
+    run = {
+        "alone": both,
+        "batch": Chain(both, strategy="batch"),
+        "items": Chain(both, strategy="items"),
+        "cache": FeatureCache(both),
+    }[wrap]
+    with pytest.raises(ValueError, match=r"item 1: stage 1 .* gives 100 frames, stage 0 .* 99"):
+        run(x, lengths)
+    y, frames = run(x, torch.tensor([16000, 16000]))  # both grids agree here
+    assert frames.tolist() == [100, 100] and y.shape == (2, 80 + 23, 100)
 
 
 def test_random_stages_get_their_own_seeds() -> None:

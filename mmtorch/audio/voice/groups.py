@@ -44,6 +44,7 @@ def item_groups(strategy: str, x: Tensor, lengths: Tensor | None) -> list[tuple[
     """The groups ``strategy`` runs a ``(B, T)`` batch in (see :func:`length_groups`), or ``None`` for the
     padded batch at once: ``"auto"`` groups on a CPU, a batch of more than one item, outside
     ``torch.compile``; ``"items"`` always groups except while compiling (a data-dependent split)."""
+    check_strategy(strategy)  # the attribute can be set after construction
     if torch.compiler.is_compiling() or strategy == "batch" or x.shape[0] == 0:
         return None
     if strategy == "auto" and (x.device.type != "cpu" or x.shape[0] < 2):
