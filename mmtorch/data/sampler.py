@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,18 +24,22 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     DDP guarantees: no item appears twice in an epoch, and every rank yields the same number of batches.
     The tail: if the number of batches is not a multiple of ``W``,
 
-    - ``drop_last=False`` (default): the items of the incomplete last round are re-split into a multiple
-      of ``W`` batches within the batch limit (sizes differ by at most one item), so every item is seen
-      exactly once. When the leftover items are fewer than the ranks, or cannot be split within the limit,
-      earlier rounds join the re-split. Only a dataset that cannot be cut into a multiple of ``W``
-      non-empty batches within the limit at all (3 items, 2 ranks and ``batch_size=1``; or ``W`` + 1
-      items each longer than half of ``max_duration``) gets tail batches over it;
+    - ``drop_last=False`` (default): the items of the incomplete last round, in duration order, are
+      re-split into the fewest batches within the batch limit whose count is a multiple of ``W`` (sizes
+      as equal as the limit allows), so every item is seen exactly once. When the leftover items are
+      fewer than the ranks, or admit no such split, earlier rounds join the re-split (1, 2, 4, ...
+      more), down to the whole dataset. Only a dataset that cannot be cut into a multiple of ``W`` non-empty batches within the
+      limit at all (3 items, 2 ranks and ``batch_size=1``; or ``W`` + 1 items each longer than half of
+      ``max_duration``) gets tail batches over it: then ``W * (n // W)`` batches of sizes differing by
+      at most one;
     - ``drop_last=True``: the incomplete last round is dropped (its items change every epoch).
 
     Use it as a DataLoader's ``batch_sampler``; under Lightning set
-    ``Trainer(use_distributed_sampler=False)`` so Lightning does not wrap or replace it (Lightning still
-    calls :meth:`set_epoch`). :meth:`state_dict` / :meth:`load_state_dict` resume mid-epoch: the
-    resumed iterator skips the batches already consumed.
+    ``Trainer(use_distributed_sampler=False)`` so Lightning does not wrap or replace it. Lightning calls
+    ``set_epoch`` on ``batch_sampler.sampler`` (as on torch's ``BatchSampler``), not on the batch sampler:
+    the :attr:`sampler` attribute forwards that call to :meth:`set_epoch`. :meth:`state_dict` /
+    :meth:`load_state_dict` resume mid-epoch: the resumed iteration of the saved epoch skips the
+    batches already consumed.
 
     Args:
         durations: seconds of audio per item (``ManifestDataset.durations``).
@@ -94,9 +99,11 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.rank = rank
         self.pool_batches = pool_batches
         self.epoch = 0
-        self._skip = 0  # batches to skip at the next iteration (resume)
+        self._resume: tuple[int, int] | None = None  # (epoch, batches consumed) from load_state_dict
         self.consumed = 0  # batches of the current epoch used so far (see mark_consumed)
         self._cached: tuple[int, list[list[int]]] | None = None
+        #: where Lightning's ``_set_sampler_epoch`` looks for ``set_epoch``; forwards to this sampler
+        self.sampler = _EpochForwarder(self)
 
     # ---- the plan -----------------------------------------------------------------------------------
 
@@ -122,7 +129,7 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         """All ranks' batches of an epoch, in order (rank ``r`` takes every ``W``-th, from ``r``)."""
         epoch = self.epoch if epoch is None else epoch
         n = len(self.durations)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(_plan_seed(self.seed, epoch))
         order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
         per_pool = (
             self.batch_size or max(1, round(self.max_duration / (sum(self.durations) / n or 1.0)))
@@ -141,38 +148,79 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
             return batches
         if self.drop_last:
             return batches[:full]
-        tail_start = full
+        tail_start, rounds = full, 1
         while True:
             tail = sorted((i for b in batches[tail_start:] for i in b), key=lambda i: self.durations[i])
-            # Too few leftover items for one per rank, or too many for the batch limit: let the previous
-            # full round join the re-split.
-            split = self._split_evenly(tail) if len(tail) >= world else None
-            if tail_start == 0 or (split is not None and all(self._fits(c) for c in split)):
-                break
-            tail_start = max(0, tail_start - world)
-        return batches[:tail_start] + (split if split is not None else self._split_evenly(tail))
+            # Too few leftover items for one per rank, or no split of them into a multiple of W batches
+            # within the limit: let earlier full rounds join the re-split, twice as many each time (one
+            # at a time would take quadratic time when no split exists).
+            split = self._split_within_limit(tail) if len(tail) >= world else None
+            if split is not None:
+                return batches[:tail_start] + split
+            if tail_start == 0:
+                return self._split_finest(tail)
+            tail_start = max(0, tail_start - rounds * world)
+            rounds *= 2
 
-    def _fits(self, batch: list[int]) -> bool:
+    def _capacity(self, longest: float) -> int:
+        """The most items a batch whose longest item lasts ``longest`` seconds may hold (at least 1)."""
         if self.batch_size is not None:
-            return len(batch) <= self.batch_size
-        return len(batch) == 1 or len(batch) * max(self.durations[i] for i in batch) <= self.max_duration  # type: ignore[operator]
+            return self.batch_size
+        limit = self.max_duration
+        if longest <= 0:
+            return len(self.durations)
+        # Settle float rounding on the test the batches are cut by: size * longest <= limit.
+        size = max(1, math.floor(limit / longest))  # type: ignore[operator]
+        while size > 1 and size * longest > limit:  # type: ignore[operator]
+            size -= 1
+        while (size + 1) * longest <= limit:  # type: ignore[operator]
+            size += 1
+        return size
 
-    def _split_evenly(self, items: list[int]) -> list[list[int]]:
-        """Cut duration-sorted items into a multiple of W near-equal batches, as few as respect the batch
-        limit (or, when no split into non-empty batches can, the finest one)."""
-        world = self.num_replicas
-        rounds = 1
-        while True:
-            parts = world * rounds
-            size, extra = divmod(len(items), parts)
-            chunks, start = [], 0
-            for r in range(parts):
-                stop = start + size + (1 if r < extra else 0)
-                chunks.append(items[start:stop])
-                start = stop
-            if all(self._fits(c) for c in chunks) or (rounds + 1) * world > len(items):
-                return chunks
-            rounds += 1
+    def _split_within_limit(self, items: list[int]) -> list[list[int]] | None:
+        """Cut duration-sorted items into the fewest consecutive batches within the batch limit whose
+        count is a multiple of W, sizes as equal as the limit allows; ``None`` when no such cut exists.
+
+        Restricting to consecutive runs of the sorted items loses nothing: if any k batches within the
+        limit exist, putting the largest items together in the batch that holds the longest one (and so
+        on down) keeps every batch within it. Every subset of a batch within the limit is within it too,
+        so cuts into k batches exist exactly for ``fewest <= k <= len(items)``.
+        """
+        n, world = len(items), self.num_replicas
+        durations = [self.durations[i] for i in items]
+        cap = [0] + [min(i, self._capacity(durations[i - 1])) for i in range(1, n + 1)]
+        # fewest[i]: fewest batches for the first i items; greedy from the right end is optimal because
+        # fewest is non-decreasing in i and a batch ending at item i may start anywhere >= i - cap[i].
+        fewest = [0] * (n + 1)
+        for i in range(1, n + 1):
+            fewest[i] = 1 + fewest[i - cap[i]]
+        parts = max(1, -(-fewest[n] // world)) * world
+        if parts > n:
+            return None
+        chunks: list[list[int]] = []
+        stop = n
+        for remaining in range(parts, 0, -1):
+            # The last batch of the first `stop` items: as close to an equal share as the limit allows,
+            # leaving a prefix that `remaining - 1` batches can still cover.
+            most = min(cap[stop], stop - (remaining - 1))
+            least = 1
+            while fewest[stop - least] > remaining - 1:
+                least += 1
+            size = min(max(stop // remaining, least), most)
+            chunks.append(items[stop - size : stop])
+            stop -= size
+        return chunks[::-1]
+
+    def _split_finest(self, items: list[int]) -> list[list[int]]:
+        """No cut respects the limit: ``W * (n // W)`` near-equal consecutive batches (sizes 1 or 2)."""
+        parts = len(items) // self.num_replicas * self.num_replicas
+        size, extra = divmod(len(items), parts)
+        chunks, start = [], 0
+        for r in range(parts):
+            stop = start + size + (1 if r < extra else 0)
+            chunks.append(items[start:stop])
+            start = stop
+        return chunks
 
     def _local(self) -> list[list[int]]:
         # __len__ and __iter__ both need the plan; build it once per epoch (75 ms for 100k items).
@@ -183,7 +231,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     # ---- Sampler protocol ---------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[list[int]]:
-        skip, self._skip = self._skip, 0
+        resume, self._resume = self._resume, None
+        skip = resume[1] if resume is not None and resume[0] == self.epoch else 0
         self.consumed = skip
         yield from self._local()[skip:]
 
@@ -211,7 +260,9 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume: the next iteration continues epoch ``state["epoch"]`` after its consumed batches."""
+        """Resume: the next iteration, if it is of epoch ``state["epoch"]``, continues after its consumed
+        batches (a :meth:`set_epoch` to another epoch first, e.g. after an end-of-epoch checkpoint,
+        starts that epoch from its beginning)."""
         if state["num_replicas"] != self.num_replicas:
             raise ValueError(
                 f"the saved sampler state is for {state['num_replicas']} replicas, this run has {self.num_replicas}; "
@@ -222,4 +273,22 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
                 f"the saved sampler state used seed {state['seed']}, this sampler has seed {self.seed}"
             )
         self.epoch = int(state["epoch"])
-        self._skip = int(state["consumed"])
+        self._resume = (self.epoch, int(state["consumed"]))
+
+
+class _EpochForwarder:
+    """The ``sampler`` attribute of a :class:`BucketBatchSampler`: Lightning's ``_set_sampler_epoch``
+    calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` only, so this passes it on."""
+
+    def __init__(self, batch_sampler: BucketBatchSampler) -> None:
+        self.batch_sampler = batch_sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)
+
+
+def _plan_seed(seed: int, epoch: int) -> int:
+    """A 64-bit generator seed from ``(seed, epoch)``: a hash, so distinct pairs of any size (negative
+    or beyond 64 bits) give unrelated plans, where arithmetic mixing collides or overflows."""
+    digest = hashlib.blake2b(f"{int(seed)}:{int(epoch)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mmtorch.data import BucketBatchSampler
@@ -93,6 +93,75 @@ def test_ddp_plan_by_max_duration(n, world, max_duration, drop_last) -> None:
         assert sorted(seen) == list(range(n))
 
 
+def _split_exists(durations: list[float], max_duration: float, world: int) -> bool:
+    """Brute force: can the items be put in a multiple of ``world`` batches within ``max_duration``?
+    Tries every way of putting item i in an existing batch or a new one (pruning batches already over)."""
+    batches: list[list[float]] = []
+
+    def place(i: int) -> bool:
+        if i == len(durations):
+            return len(batches) % world == 0
+        for batch in batches:
+            batch.append(durations[i])
+            if len(batch) * max(batch) <= max_duration and place(i + 1):
+                return True
+            batch.pop()
+        batches.append([durations[i]])
+        found = place(i + 1)
+        batches.pop()
+        return found
+
+    return place(0)
+
+
+@given(
+    durations=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.5, 4.0, 4.9, 5.0, 9.0]), min_size=2, max_size=8),
+    world=st.integers(2, 4),
+    max_duration=st.sampled_from([5.0, 10.0]),
+    seed=st.integers(0, 3),
+    pool_batches=st.sampled_from([1, 2, 100]),
+)
+@example(durations=[1.0] * 5 + [5.0] * 6, world=4, max_duration=5.0, seed=0, pool_batches=100)
+@example(
+    durations=[9.0, 6.95, 1.0, 1.0, 1.0, 5.0, 5.0, 9.0, 1.0, 4.83, 1.0],
+    world=4,
+    max_duration=5.0,
+    seed=1,
+    pool_batches=100,
+)
+def test_tail_stays_within_max_duration_whenever_a_split_can(
+    durations, world, max_duration, seed, pool_batches
+) -> None:
+    if len(durations) < world:
+        return
+    sampler = BucketBatchSampler(
+        durations,
+        max_duration=max_duration,
+        num_replicas=world,
+        rank=0,
+        seed=seed,
+        pool_batches=pool_batches,
+    )
+    plan = sampler.global_plan()
+    assert len(plan) % world == 0 and all(plan)
+    assert sorted(i for b in plan for i in b) == list(range(len(durations)))
+    over = [b for b in plan if len(b) > 1 and len(b) * max(durations[i] for i in b) > max_duration]
+    if over:
+        assert not _split_exists(durations, max_duration, world), [[durations[i] for i in b] for b in plan]
+
+
+def test_tail_split_uses_the_fewest_batches_and_keeps_equal_chunks() -> None:
+    # 5 short items and 6 at the limit on 4 ranks: 6 singletons + the short ones in 2 batches
+    durations = [1.0] * 5 + [5.0] * 6
+    plan = BucketBatchSampler(durations, max_duration=5.0, num_replicas=4, rank=0).global_plan()
+    assert sorted(sorted(durations[i] for i in b) for b in plan) == sorted(
+        [[1.0, 1.0], [1.0, 1.0, 1.0]] + [[5.0]] * 6
+    )
+    # without a binding limit the tail is cut into near-equal chunks, as before
+    plan = BucketBatchSampler([1.0] * 10, batch_size=4, num_replicas=4, rank=0).global_plan()
+    assert [len(b) for b in plan] == [3, 3, 2, 2]
+
+
 def test_plan_depends_on_seed_and_epoch_only() -> None:
     durations = _durations(100)
     a = BucketBatchSampler(durations, batch_size=8, seed=3)
@@ -102,6 +171,17 @@ def test_plan_depends_on_seed_and_epoch_only() -> None:
     assert list(a) != list(b)
     b.set_epoch(1)
     assert list(a) == list(b)
+
+
+def test_seed_and_epoch_are_mixed_without_collisions() -> None:
+    durations = _durations(100)
+
+    def plan(seed: int, epoch: int) -> list[list[int]]:
+        return BucketBatchSampler(durations, batch_size=8, seed=seed).global_plan(epoch)
+
+    assert plan(1, 0) != plan(0, 1_000_003), "seed * 1_000_003 + epoch collided here"
+    assert plan(2**70, 3) == plan(2**70, 3) != plan(2**70 + 1, 3), "huge seeds neither overflow nor collide"
+    assert plan(-5, 0) != plan(5, 0)
 
 
 def test_bucketing_cuts_padding() -> None:
@@ -128,6 +208,20 @@ def test_resume_mid_epoch() -> None:
     other = BucketBatchSampler(durations, batch_size=6, num_replicas=4, rank=1, seed=4)
     with pytest.raises(ValueError, match="for 2 replicas, this run has 4"):
         other.load_state_dict(state)
+
+
+def test_resume_skip_applies_to_the_saved_epoch_only() -> None:
+    """A checkpoint taken at the end of epoch 2 (all of its batches consumed), then Lightning's
+    ``set_epoch(3)``: epoch 3 starts from its first batch."""
+    durations = _durations(120)
+    sampler = BucketBatchSampler(durations, batch_size=6, seed=4)
+    sampler.set_epoch(2)
+    state = sampler.state_dict(consumed=len(sampler))
+    resumed = BucketBatchSampler(durations, batch_size=6, seed=4)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(3)
+    sampler.set_epoch(3)
+    assert list(resumed) == list(sampler) and len(list(sampler)) == 20
 
 
 def test_bad_arguments() -> None:
