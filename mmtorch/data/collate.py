@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ class MultimodalBatch:
         ids: the items' ids.
         texts: the items' raw strings (``None`` when the items have no text), e.g. to tell which
             utterances share a transcript.
-        indices: int64 ``(B,)`` dataset indices (for per-item seeds).
+        indices: int64 ``(B,)`` dataset indices (for per-item seeds); -1 for an item without ``index``.
         sample_rate: of ``audio``.
         features, feature_lengths: ``(B, F, N)`` and int64 ``(B,)`` once featurized.
         extra: other per-item fields, as lists.
@@ -88,22 +89,38 @@ class MultimodalCollate:
         featurizer: a stage chain run here on the CPU (``featurize_on="worker"``); ``None`` leaves
             featurization to the device.
         seed: base seed of the featurizer's per-item randomness (see :func:`item_seeds_for`).
+        training: run the featurizer in training (``True``) or eval (``False``) mode, set for each call
+            and restored after it, so collates sharing modules (training and validation loaders in one
+            process) do not change each other's mode; ``None``: in whatever mode it is.
+        require_index: raise for an item without ``index`` even without a featurizer here (the data
+            module sets it when the chain it runs on the device draws random numbers).
 
     Items are dicts with ``audio`` (1-D float tensor), ``sample_rate``, optional ``text``, ``label``,
-    ``id``, ``index``.
+    ``id``, ``index`` (the dataset index). A featurizer that draws random numbers needs ``index`` on every
+    item: per-item seeds come from it, and no stand-in (the position in the batch, say) would give each
+    item its own draws.
     """
 
     def __init__(
-        self, tokenizer: Any | None = None, featurizer: nn.Module | None = None, seed: int = 0
+        self,
+        tokenizer: Any | None = None,
+        featurizer: nn.Module | None = None,
+        seed: int = 0,
+        training: bool | None = None,
+        require_index: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
         self.featurizer = featurizer
         self.seed = seed
+        self.training = training
+        self.require_index = require_index
         self.epoch = 0
         self.dropped = 0
 
     def __call__(self, items: Sequence[dict[str, Any] | None]) -> MultimodalBatch:
-        kept = [item for item in items if item is not None]
+        # Errors name an item by its position in `items`, before undecodable ones are dropped.
+        positions = [i for i, item in enumerate(items) if item is not None]
+        kept: list[dict[str, Any]] = [items[i] for i in positions]  # type: ignore[misc]
         if len(kept) < len(items):
             self.dropped += len(items) - len(kept)
             log.warning(
@@ -118,7 +135,7 @@ class MultimodalCollate:
             )
         sample_rate = rates.pop() if rates else 0
         waves = []
-        for i, item in enumerate(kept):
+        for i, item in zip(positions, kept, strict=True):
             wave = torch.as_tensor(item["audio"])
             if wave.dim() != 1 or not wave.dtype.is_floating_point:
                 raise ValueError(
@@ -131,9 +148,11 @@ class MultimodalCollate:
             audio[i, : wave.numel()] = wave
         labels = [item.get("label") for item in kept]
         if any(label is None for label in labels) and not all(label is None for label in labels):
-            i = next(i for i, label in enumerate(labels) if label is None)
-            raise ValueError(f"item {i} ({kept[i].get('id', i)}) has no label while others in the batch do")
-        indices = torch.tensor([int(item.get("index", i)) for i, item in enumerate(kept)], dtype=torch.int64)
+            k = next(k for k, label in enumerate(labels) if label is None)
+            raise ValueError(
+                f"item {positions[k]} ({kept[k].get('id', positions[k])}) has no label while others in the batch do"
+            )
+        indices = torch.tensor([int(item.get("index", -1)) for item in kept], dtype=torch.int64)
         known = {"audio", "sample_rate", "text", "label", "id", "index"}
         extra_keys = sorted({k for item in kept for k in item} - known)
         batch = MultimodalBatch(
@@ -154,9 +173,48 @@ class MultimodalCollate:
             batch.attention_mask = encoded["attention_mask"]
             batch.token_type_ids = encoded.get("token_type_ids")
             batch.text_lengths = encoded.get("lengths", encoded["attention_mask"].sum(dim=1))
-        if self.featurizer is not None:
+        if self.featurizer is None:
+            if self.require_index:
+                _check_indices(positions, kept)
+            return batch
+        with _mode(self.featurizer, self.training):
+            if self.require_index or _draws_randomness(self.featurizer):
+                _check_indices(positions, kept)
             featurize(self.featurizer, batch, seeds=item_seeds_for(indices, self.seed, self.epoch))
         return batch
+
+
+def _check_indices(positions: list[int], items: list[dict[str, Any]]) -> None:
+    """Per-item seeds come from dataset indices; a stand-in such as the position in the batch would give
+    the k-th item of every batch the same draws, so an item without one is an error."""
+    for i, item in zip(positions, items, strict=True):
+        if "index" not in item:
+            raise ValueError(
+                f"item {i} ({item.get('id', i)}) has no 'index': the featurizer draws random numbers "
+                "from per-item seeds derived from each item's dataset index; give every item one"
+            )
+
+
+def _draws_randomness(module: nn.Module) -> bool:
+    """Whether ``module`` would draw random numbers in its current train/eval mode."""
+    draws = getattr(module, "draws_randomness", None)
+    return bool(getattr(module, "random", False)) and (draws() if callable(draws) else True)
+
+
+@contextmanager
+def _mode(module: nn.Module, training: bool | None) -> Iterator[nn.Module]:
+    """Put ``module`` in training or eval mode for the block, then give every submodule its own mode
+    back (``None``: leave it as it is)."""
+    if training is None:
+        yield module
+        return
+    saved = [(m, m.training) for m in module.modules()]
+    module.train(training)
+    try:
+        yield module
+    finally:
+        for m, was_training in saved:
+            m.training = was_training
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -14,7 +14,14 @@ from tqdm.auto import tqdm
 
 from mmtorch.audio.norm import GlobalNorm
 from mmtorch.audio.stage import Chain
-from mmtorch.data.collate import MultimodalBatch, MultimodalCollate, featurize, item_seeds_for
+from mmtorch.data.collate import (
+    MultimodalBatch,
+    MultimodalCollate,
+    _draws_randomness,
+    _mode,
+    featurize,
+    item_seeds_for,
+)
 from mmtorch.data.manifest import ManifestDataset
 from mmtorch.data.sampler import BucketBatchSampler
 
@@ -25,7 +32,9 @@ class ResumableDataLoader(DataLoader):
     """A DataLoader over a :class:`BucketBatchSampler` that Lightning can save and resume mid-epoch.
 
     Lightning stores ``state_dict()`` of stateful loaders in checkpoints and calls ``load_state_dict``
-    before iterating again; the batch sampler then skips the batches already consumed.
+    before iterating again; the batch sampler then skips the batches already consumed. Each epoch
+    Lightning's ``set_epoch`` reaches the batch sampler (through its ``sampler`` attribute), which selects
+    the epoch's plan and, in worker mode, the epoch of the collate's per-item seeds.
     """
 
     def __iter__(self) -> Iterator[Any]:
@@ -172,12 +181,23 @@ class MultimodalDataModule(L.LightningDataModule):
         )
 
     def _collate(self, training: bool) -> MultimodalCollate:
-        on_worker = self.featurize_on == "worker"
+        chain = _training_chain(self, training) if self.featurizer is not None else None
+        require_index = False
+        if chain is not None:
+            with _mode(chain, training):
+                require_index = _draws_randomness(chain)
         return MultimodalCollate(
             self.tokenizer,
-            featurizer=_training_chain(self, training) if on_worker and self.featurizer is not None else None,
+            featurizer=chain if self.featurize_on == "worker" else None,
             seed=self.seed,
+            training=training,
+            require_index=require_index,
         )
+
+    def _epoch(self) -> int:
+        """The epoch device mode seeds with; the streaming loader gives it to the collate."""
+        trainer = self.trainer
+        return trainer.current_epoch if trainer is not None else 0
 
     # ---- loaders ------------------------------------------------------------------------------------
 
@@ -192,8 +212,9 @@ class MultimodalDataModule(L.LightningDataModule):
             from litdata import StreamingDataLoader
 
             loader_class = StreamingDataLoader
-        return loader_class(
+        return _epoch_setting(loader_class)(
             dataset,
+            epoch=self._epoch,
             batch_size=self.batch_size,
             collate_fn=self._collate(training),
             num_workers=self.num_workers,
@@ -245,9 +266,9 @@ class MultimodalDataModule(L.LightningDataModule):
         if training and self._train_sampler is not None:
             self._train_sampler.mark_consumed()
         if self.featurize_on == "device" and self.featurizer is not None and batch.features is None:
-            epoch = trainer.current_epoch if trainer is not None else 0
             chain = _training_chain(self, training).to(batch.audio.device)
-            featurize(chain, batch, seeds=item_seeds_for(batch.indices, self.seed, epoch))
+            with _mode(chain, training):
+                featurize(chain, batch, seeds=item_seeds_for(batch.indices, self.seed, self._epoch()))
         return batch
 
     # ---- checkpoints --------------------------------------------------------------------------------
@@ -280,7 +301,7 @@ class MultimodalDataModule(L.LightningDataModule):
         if position is None:
             raise ValueError("the featurizer has no GlobalNorm stage to fit")
         norm = chain[position]
-        before = chain[:position].eval()  # keeps the chain's strategy
+        before = chain[:position]  # keeps the chain's strategy
         dataset = self._build("train")
         if dataset is None:
             raise ValueError("no training set: pass train=")
@@ -302,7 +323,7 @@ class MultimodalDataModule(L.LightningDataModule):
         home = next(iter(chain.buffers()), torch.empty(0)).device
         chain.to(device)
         norm.reset()
-        with torch.no_grad():
+        with torch.no_grad(), _mode(before, False):
             for batch in tqdm(loader, desc="fitting GlobalNorm", disable=not progress):
                 batch = batch.to(device)
                 feats, lengths = (
@@ -317,8 +338,29 @@ class MultimodalDataModule(L.LightningDataModule):
 
 
 def _training_chain(dm: MultimodalDataModule, training: bool) -> nn.Module:
-    """``augment → featurizer → feature_augment`` for training batches, the featurizer alone otherwise,
-    with each module's train/eval mode set to match."""
+    """``augment → featurizer → feature_augment`` for training batches, the featurizer alone otherwise.
+
+    The modules are the data module's own, shared by every loader; callers set the train/eval mode for
+    each call only (:func:`~mmtorch.data.collate._mode`), so one loader never leaves another's mode.
+    """
     stages = [dm.augment, dm.featurizer, dm.feature_augment] if training else [dm.featurizer]
-    stages = [s.train(training) for s in stages if s is not None]
+    stages = [s for s in stages if s is not None]
     return stages[0] if len(stages) == 1 else Chain(*stages)
+
+
+def _epoch_setting(loader_class: type[DataLoader]) -> type[DataLoader]:
+    """``loader_class`` whose iteration first gives the collate the epoch from ``epoch()``: worker
+    processes copy the collate when iteration starts, and a streaming loader has no batch sampler that
+    Lightning's ``set_epoch`` would reach."""
+
+    class EpochSettingLoader(loader_class):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, epoch: Callable[[], int], **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.epoch_fn = epoch
+
+        def __iter__(self) -> Iterator[Any]:
+            if isinstance(self.collate_fn, MultimodalCollate):
+                self.collate_fn.epoch = self.epoch_fn()
+            return super().__iter__()
+
+    return EpochSettingLoader

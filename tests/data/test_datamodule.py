@@ -14,8 +14,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_models import TinyFusion
 from transformers import AutoTokenizer
 
-from mmtorch.audio import GlobalNorm, frontend
-from mmtorch.data import ManifestDataset, MultimodalBatch, MultimodalCollate, MultimodalDataModule
+from mmtorch.audio import STFT, Chain, Dither, Gain, GlobalNorm, frontend
+from mmtorch.data import (
+    BucketBatchSampler,
+    ManifestDataset,
+    MultimodalBatch,
+    MultimodalCollate,
+    MultimodalDataModule,
+)
 from mmtorch.text import TokenizerCollate
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -80,6 +86,56 @@ def test_collate_errors_name_the_item() -> None:
                 {"audio": torch.zeros(2, 5), "sample_rate": 16000, "id": "b"},
             ]
         )
+
+
+def test_collate_errors_name_the_position_before_dropping() -> None:
+    wave = torch.zeros(100)
+    with pytest.raises(ValueError, match=r"item 2 \(b\): audio must be a 1-D float tensor"):
+        MultimodalCollate()(
+            [
+                None,
+                {"audio": wave, "sample_rate": 16000, "id": "a"},
+                {"audio": torch.zeros(2, 5), "sample_rate": 16000, "id": "b"},
+            ]
+        )
+    with pytest.raises(ValueError, match=r"item 2 \(b\) has no label"):
+        MultimodalCollate()(
+            [
+                None,
+                {"audio": wave, "sample_rate": 16000, "id": "a", "label": 0},
+                {"audio": wave, "sample_rate": 16000, "id": "b"},
+            ]
+        )
+
+
+def test_random_featurizer_needs_every_items_index() -> None:
+    """Seeds come from dataset indices: a stand-in (the position in the batch) would give the k-th item
+    of every batch the same dither, so a missing index is an error when the chain draws numbers."""
+    items = [
+        {"audio": torch.zeros(400), "sample_rate": 16000, "id": "a", "index": 7},
+        None,
+        {"audio": torch.zeros(400), "sample_rate": 16000, "id": "b"},
+    ]
+    chain = Chain(Dither(0.1), STFT(n_fft=64, hop_length=32))
+    with pytest.raises(ValueError, match=r"item 2 \(b\) has no 'index'"):
+        MultimodalCollate(featurizer=chain, training=True)(items)
+    batch = MultimodalCollate(featurizer=chain, training=False)(items)  # eval: no dither, no seeds
+    assert batch.indices.tolist() == [7, -1] and batch.features.abs().sum() == 0
+
+    class NoIndex(torch.utils.data.Dataset):
+        durations = [0.025] * 4
+
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> dict:
+            return {"audio": torch.zeros(400), "sample_rate": 16000, "id": f"u{i}"}
+
+    # device mode: the collate checks for the chain that runs after the transfer
+    dm = MultimodalDataModule(NoIndex(), val=NoIndex(), featurizer=chain, batch_size=2)
+    with pytest.raises(ValueError, match=r"item 0 \(u\d\) has no 'index'"):
+        next(iter(dm.train_dataloader()))
+    assert len(next(iter(dm.val_dataloader()))) == 2  # validation draws nothing
 
 
 @pytest.mark.parametrize("name", ["nemo", "kaldi"])
@@ -183,3 +239,63 @@ def test_ddp_two_processes_see_every_item_once(manifest, tokenizer, tmp_path) ->
     assert len(seen[0]) == len(seen[1]), "equal steps per rank"
     ids = [i for rank in seen for batch in rank for i in batch]
     assert sorted(ids) == sorted(f"u{i:03d}" for i in range(16)), "every item exactly once"
+
+
+def test_every_epoch_has_its_own_plan_and_augmentation(manifest, tokenizer) -> None:
+    """Under a real Trainer each epoch gets a new batch plan and new dither/gain draws, in both modes,
+    and the two modes featurize every epoch identically."""
+    seen, features = {}, {}
+    for mode in ("device", "worker"):
+        dm = MultimodalDataModule(
+            manifest,
+            tokenizer=tokenizer,
+            featurizer=frontend("kaldi", dither=0.1),
+            augment=Gain(-6.0, 6.0),
+            featurize_on=mode,
+            batch_size=4,
+            seed=3,
+        )
+        model = TinyFusion(23, tokenizer.tokenizer.vocab_size)
+        _trainer(max_epochs=3).fit(model, dm)
+        seen[mode], features[mode] = model.seen, model.features_seen
+    assert seen["device"] == seen["worker"]
+    for a, b in zip(features["device"], features["worker"], strict=True):
+        torch.testing.assert_close(a, b)
+    durations = ManifestDataset(manifest).durations
+    plans = [BucketBatchSampler(durations, batch_size=4, seed=3).global_plan(e) for e in range(3)]
+    assert seen["worker"] == [[f"u{i:03d}" for i in batch] for plan in plans for batch in plan]
+    assert plans[0] != plans[1] != plans[2]
+    # padding is zero, so an item's absolute sum does not depend on its batch: one fingerprint per epoch
+    per_item: dict[str, list[float]] = {}
+    for ids, feats in zip(seen["worker"], features["worker"], strict=True):
+        for item, row in zip(ids, feats, strict=True):
+            per_item.setdefault(item, []).append(float(row.abs().sum()))
+    assert len(per_item) == 16
+    assert all(len(set(sums)) == 3 for sums in per_item.values()), per_item
+
+
+def test_each_loader_featurizes_in_its_own_mode() -> None:
+    """Worker mode with training and validation collates in one process (Lightning builds the validation
+    loader for the sanity check, then the training loader): validation never dithers, training always
+    does, and neither leaves the shared featurizer in another mode."""
+    silent = ManifestDataset(
+        [{"audio": torch.zeros(1600), "sample_rate": 16000, "id": f"u{i}"} for i in range(4)]
+    )
+    featurizer = Chain(Dither(0.1), STFT(n_fft=64, hop_length=32))
+    dm = MultimodalDataModule(silent, val=silent, featurizer=featurizer, featurize_on="worker", batch_size=4)
+    dm.setup()
+    val, train = dm.val_dataloader(), dm.train_dataloader()
+    for _ in range(2):
+        assert next(iter(val)).features.abs().sum() == 0
+        assert next(iter(train)).features.abs().sum() > 0
+    featurizer.eval()
+    assert next(iter(train)).features.abs().sum() > 0 and not featurizer.training
+    featurizer.train()
+    assert next(iter(val)).features.abs().sum() == 0 and featurizer.training
+    assert all(m.training for m in featurizer.modules())
+
+
+def test_fit_normalizer_keeps_the_featurizers_mode(manifest) -> None:
+    chain = Chain(Dither(0.1), STFT(n_fft=64, hop_length=32), GlobalNorm(33)).train()
+    MultimodalDataModule(manifest, featurizer=chain, batch_size=8).fit_normalizer(progress=False)
+    assert all(m.training for m in chain.modules())
