@@ -148,13 +148,14 @@ class ManifestDataset(torch.utils.data.Dataset):
         self.skipped.append((line, str(exc)))
 
     def _parse(self, line: int, data: Mapping[str, Any]) -> _Row:
-        if isinstance(data, _BadJSON):
-            raise ManifestError(f"{self._where(line)}: invalid JSON ({data})")
+        if isinstance(data, _BadRow):
+            raise ManifestError(f"{self._where(line)}: {data}")
         if not isinstance(data, Mapping):
             raise ManifestError(
                 f"{self._where(line)}: expected an object with an 'audio' key, got {type(data).__name__}"
             )
-        if "audio" not in data or data["audio"] in (None, ""):
+        audio = data.get("audio")
+        if audio is None or (isinstance(audio, str) and not audio):
             raise ManifestError(f"{self._where(line)}: missing 'audio'")
         data = dict(data)
         try:
@@ -162,23 +163,25 @@ class ManifestDataset(torch.utils.data.Dataset):
             duration = None if data.get("duration") in (None, "") else float(data["duration"])
         except (TypeError, ValueError) as exc:
             raise ManifestError(f"{self._where(line)}: offset/duration must be numbers ({exc})") from None
+        if not math.isfinite(offset) or (duration is not None and not math.isfinite(duration)):
+            raise ManifestError(
+                f"{self._where(line)}: offset/duration must be finite numbers, got offset {offset}, "
+                f"duration {duration}"
+            )
         if offset < 0 or (duration is not None and duration <= 0):
             raise ManifestError(f"{self._where(line)}: offset must be >= 0 and duration > 0")
         data["offset"], data["duration"] = offset, duration
-        audio = data["audio"]
         if isinstance(audio, Mapping):  # Hugging Face audio feature
             if "array" in audio:
-                n, sr = len(audio["array"]), audio["sampling_rate"]
-                return _Row(line, data, duration if duration is not None else n / sr - offset)
+                total = self._samples(line, audio["array"]) / float(audio["sampling_rate"])
+                return _Row(line, data, self._span(line, "the audio array", total, offset, duration))
             audio = audio.get("path")
             data["audio"] = audio
         if isinstance(audio, (torch.Tensor, np.ndarray, list)):
             if "sample_rate" not in data:
                 raise ManifestError(f"{self._where(line)}: in-memory audio needs a 'sample_rate'")
-            n = len(audio)
-            return _Row(
-                line, data, duration if duration is not None else n / float(data["sample_rate"]) - offset
-            )
+            total = self._samples(line, audio) / float(data["sample_rate"])
+            return _Row(line, data, self._span(line, "the audio array", total, offset, duration))
         path = Path(str(audio))
         if not path.is_absolute():
             path = self.root / path
@@ -188,13 +191,25 @@ class ManifestDataset(torch.utils.data.Dataset):
         except (RuntimeError, OSError, soundfile.LibsndfileError) as exc:
             what = "file not found" if not path.exists() else f"unreadable audio ({exc})"
             raise ManifestError(f"{self._where(line)}: {path}: {what}") from None
-        total = info.frames / info.samplerate
+        return _Row(line, data, self._span(line, str(path), info.frames / info.samplerate, offset, duration))
+
+    def _samples(self, line: int, audio: Any) -> int:
+        """Samples per channel of an in-memory waveform: ``(T,)`` or ``(channels, T)``."""
+        shape = tuple(audio.shape) if isinstance(audio, (torch.Tensor, np.ndarray)) else np.shape(audio)
+        if len(shape) not in (1, 2):
+            raise ManifestError(
+                f"{self._where(line)}: in-memory audio must be (T,) or (channels, T), got shape {shape}"
+            )
+        return int(shape[-1])
+
+    def _span(self, line: int, what: str, total: float, offset: float, duration: float | None) -> float:
+        """Seconds the item will hold: ``duration`` capped at what follows ``offset`` in ``total``."""
         if offset >= total:
             raise ManifestError(
-                f"{self._where(line)}: offset {offset} s is past the end of {path} ({total:.3f} s)"
+                f"{self._where(line)}: offset {offset} s is past the end of {what} ({total:.3f} s)"
             )
         available = total - offset
-        return _Row(line, data, min(duration, available) if duration is not None else available)
+        return min(duration, available) if duration is not None else available
 
     # ---- access -------------------------------------------------------------------------------------
 
@@ -255,22 +270,34 @@ def _read_rows(source: Any) -> tuple[list[tuple[int, Any]], Path]:
         if not path.exists():
             raise FileNotFoundError(f"manifest not found: {path}")
         rows: list[tuple[int, Any]] = []
+        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first key.
         if path.suffix.lower() == ".csv":
-            with path.open(newline="", encoding="utf-8") as f:
-                for line, record in enumerate(csv.DictReader(f), start=2):
-                    rows.append((line, {k: v for k, v in record.items() if v != ""}))
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f)
+                header = next(reader, [])
+                start = reader.line_num + 1
+                for record in reader:
+                    # A record starts on the line after the previous one ended (quoted fields may span
+                    # lines); blank lines are records of no fields.
+                    if len(record) > len(header):
+                        rows.append((start, _BadRow(f"{len(record)} fields, the header has {len(header)}")))
+                    elif record:
+                        fields = dict(zip(header, record, strict=False))
+                        rows.append((start, {k: v for k, v in fields.items() if v != ""}))
+                    start = reader.line_num + 1
         else:
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8-sig") as f:
                 for line, text in enumerate(f, start=1):
                     if not text.strip():
                         continue
                     try:
                         rows.append((line, json.loads(text)))
                     except json.JSONDecodeError as exc:
-                        rows.append((line, _BadJSON(str(exc))))
+                        rows.append((line, _BadRow(f"invalid JSON ({exc})")))
         return rows, path.parent
     return [(i, row) for i, row in enumerate(source)], Path.cwd()
 
 
-class _BadJSON(str):
-    """A manifest line that is not valid JSON; parsing reports it with its line number."""
+class _BadRow(str):
+    """A manifest line that cannot be read as a row (why, in words); parsing reports it with its line
+    number."""

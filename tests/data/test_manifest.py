@@ -155,3 +155,61 @@ def test_load_audio_partial(tmp_path) -> None:
     full, _ = soundfile.read(tmp_path / "x.flac", dtype="float32")
     assert sr == 16000
     np.testing.assert_array_equal(part.numpy(), full[8000:12000])
+
+
+def test_in_memory_waveforms_numpy_and_multichannel() -> None:
+    mono = speechlike(16000).numpy()
+    ds = ManifestDataset([{"audio": mono, "sample_rate": 16000, "text": "np", "label": "a"}])
+    np.testing.assert_array_equal(ds[0]["audio"].numpy(), mono)
+    stereo = np.stack([mono[:8000], -mono[:8000]])  # (channels, time)
+    rows = [
+        {"audio": stereo, "sample_rate": 16000},
+        {"audio": torch.from_numpy(stereo), "sample_rate": 16000, "offset": 0.25},
+        {"audio": stereo.tolist(), "sample_rate": 16000, "offset": 0.125, "duration": 9.0},
+        {"audio": mono, "sample_rate": 16000, "offset": 0.5, "duration": 0.25},
+    ]
+    ds = ManifestDataset(rows)
+    assert ds.durations == [0.5, 0.25, 0.375, 0.25]
+    assert [ds[i]["audio"].numel() / 16000 for i in range(4)] == ds.durations
+    with pytest.raises(ManifestError, match=r"line 0: offset 0.5 s is past the end of the audio array"):
+        ManifestDataset([{"audio": stereo, "sample_rate": 16000, "offset": 0.5}])
+    with pytest.raises(ManifestError, match=r"line 0: in-memory audio must be \(T,\) or"):
+        ManifestDataset([{"audio": np.zeros((1, 2, 100)), "sample_rate": 16000}])
+
+
+@pytest.mark.parametrize(
+    "field", ['"offset": NaN', '"duration": NaN', '"duration": Infinity', '"offset": -Infinity']
+)
+def test_offset_and_duration_must_be_finite(corpus, field) -> None:
+    root, _, rows = corpus
+    manifest = root / "nonfinite.jsonl"
+    manifest.write_text(f"{json.dumps(rows[0])}\n{json.dumps(rows[0])[:-1]}, {field}}}\n")
+    with pytest.raises(ManifestError, match=r"nonfinite\.jsonl, line 2: offset/duration must be finite"):
+        ManifestDataset(manifest)
+    skipping = ManifestDataset(manifest, on_error="skip")
+    assert len(skipping) == 1 and [line for line, _ in skipping.skipped] == [2]
+
+
+def test_byte_order_marks_and_csv_line_numbers(corpus) -> None:
+    root, _, rows = corpus
+    (root / "bom.jsonl").write_text(json.dumps(rows[0]) + "\n", encoding="utf-8-sig")
+    assert ManifestDataset(root / "bom.jsonl")[0]["id"] == "a"
+    (root / "bom.csv").write_text("id,audio,text\na,audio/a.wav,hi\n", encoding="utf-8-sig")
+    assert ManifestDataset(root / "bom.csv")[0]["id"] == "a"
+    lines = [
+        "id,audio,text",
+        "a,audio/a.wav,hi",
+        "",
+        'c,audio/c.wav,"two',
+        'lines"',
+        "",
+        "x,audio/missing.wav,late",
+        "y,audio/a.wav,too,many",
+    ]
+    (root / "lines.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError, match=r"lines.csv, line 7: .*missing.wav: file not found"):
+        ManifestDataset(root / "lines.csv")
+    ds = ManifestDataset(root / "lines.csv", on_error="skip")
+    assert [ds[i]["id"] for i in range(len(ds))] == ["a", "c"] and ds[1]["text"] == "two\nlines"
+    assert [line for line, _ in ds.skipped] == [7, 8]
+    assert "line 8: 4 fields, the header has 3" in ds.skipped[1][1]
