@@ -30,9 +30,9 @@ def _dataset(source: str, sample_rate: int):
         if not files:
             raise ValueError(f"{source}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in this folder")
         rows = [{"audio": str(p), "id": str(p.relative_to(path))} for p in files]
-        return ManifestDataset(rows, sample_rate=sample_rate)
+        return ManifestDataset(rows, sample_rate=sample_rate, name=source)
     if path.suffix.lower() in AUDIO_SUFFIXES:
-        return ManifestDataset([{"audio": str(path), "id": path.name}], sample_rate=sample_rate)
+        return ManifestDataset([{"audio": str(path), "id": path.name}], sample_rate=sample_rate, name=source)
     if path.suffix.lower() in (".jsonl", ".json", ".csv"):
         return ManifestDataset(path, sample_rate=sample_rate)
     raise ValueError(

@@ -116,6 +116,21 @@ def test_usage_errors_are_one_line_and_exit_2(argv, message, capsys) -> None:
     assert message in err and len(err.strip().splitlines()) == 1 and "--help" in err
 
 
+def test_an_empty_recording_gives_zero_frames(tmp_path) -> None:
+    """A zero-length item gives zero frames, on the command line too."""
+    import soundfile
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    soundfile.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    soundfile.write(folder / "speech.wav", load_speech()[0].numpy(), 16000)
+    out = tmp_path / "f.pt"
+    assert main(["features", str(folder), "--preset", "whisper", "--out", str(out), "--quiet"]) == 0
+    saved = torch.load(out)
+    assert saved["ids"] == ["empty.wav", "speech.wav"] and saved["lengths"][0] == 0
+    assert (saved["features"][0] == 0).all() and saved["lengths"][1] == load_speech()[0].numel() // 160
+
+
 def test_an_item_a_preset_cannot_take_is_named_by_its_file(tmp_path, capsys) -> None:
     """The batch position in a stage's error means nothing on the command line: the file is named."""
     import soundfile

@@ -59,7 +59,7 @@ def load_audio(
 
 @dataclass
 class _Row:
-    line: int  # 1-based line in the manifest (or index in a list)
+    line: int  # 1-based line in the manifest (or 0-based row of a list)
     data: dict[str, Any]
     duration: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,9 +89,10 @@ class ManifestDataset(torch.utils.data.Dataset):
         labels: the label vocabulary (a list, index = class id). ``None``: the sorted set of labels seen.
         root: folder that relative ``audio`` paths start from (default: the manifest's folder / cwd).
         on_error: ``"raise"`` (default) — a missing/corrupt file, a bad row or an unknown label raises
-            :class:`ManifestError` naming the manifest line; ``"skip"`` — such rows are dropped at build
-            time, logged and counted in :attr:`skipped` (decode failures at access time return ``None``,
-            which :class:`~mmtorch.data.MultimodalCollate` drops and counts).
+            :class:`ManifestError` naming the manifest line (a list's row, counted from 0); ``"skip"`` — such
+            rows are dropped at build time, logged and counted in :attr:`skipped` (decode failures at access
+            time return ``None``, which :class:`~mmtorch.data.MultimodalCollate` drops and counts).
+        name: how errors name the source (default: the manifest's path, or the type of a list or split).
     """
 
     def __init__(
@@ -101,13 +102,16 @@ class ManifestDataset(torch.utils.data.Dataset):
         labels: Sequence[str] | None = None,
         root: str | os.PathLike | None = None,
         on_error: str = "raise",
+        name: str | None = None,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.sample_rate = int(sample_rate)
         self.on_error = on_error
         self.skipped: list[tuple[int, str]] = []
-        self.name = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+        from_file = isinstance(source, (str, os.PathLike))
+        self.name = name if name is not None else str(source) if from_file else type(source).__name__
+        self._unit = "line" if from_file else "row"
         raw_rows, default_root = _read_rows(source)
         self.root = Path(root) if root is not None else default_root
         rows = []
@@ -140,7 +144,7 @@ class ManifestDataset(torch.utils.data.Dataset):
     # ---- building -----------------------------------------------------------------------------------
 
     def _where(self, line: int) -> str:
-        return f"{self.name}, line {line}"
+        return f"{self.name}, {self._unit} {line}"
 
     def _fail(self, line: int, exc: ManifestError) -> None:
         if self.on_error == "raise":
@@ -204,7 +208,9 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     def _span(self, line: int, what: str, total: float, offset: float, duration: float | None) -> float:
         """Seconds the item will hold: ``duration`` capped at what follows ``offset`` in ``total``."""
-        if offset >= total:
+        # An offset at the very end of a non-empty recording is a mistake; an empty recording is an item
+        # of no samples (zero frames), as every stage takes it.
+        if offset > total or (offset == total and total > 0):
             raise ManifestError(
                 f"{self._where(line)}: offset {offset} s is past the end of {what} ({total:.3f} s)"
             )

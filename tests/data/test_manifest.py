@@ -120,6 +120,20 @@ def test_errors_name_the_manifest_line(corpus) -> None:
     assert [line for line, _ in ds.skipped] == list(range(2, 2 + len(bad_lines)))
 
 
+def test_an_empty_recording_is_an_item_of_no_samples(tmp_path) -> None:
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    soundfile.write(tmp_path / "one.wav", np.zeros(16000, dtype=np.float32), 16000)
+    ds = ManifestDataset(
+        [{"audio": "empty.wav"}, {"audio": "one.wav", "offset": 1.0}], root=tmp_path, on_error="skip"
+    )
+    assert ds.durations == [0.0] and ds[0]["audio"].shape == (0,)
+    assert "row 1: offset 1.0 s is past the end" in ds.skipped[0][1]
+    named = ManifestDataset(
+        [{"audio": "one.wav", "offset": 2.0}], root=tmp_path, name="my corpus", on_error="skip"
+    )
+    assert named.skipped[0][1].startswith("my corpus, row 0: offset 2.0 s")
+
+
 def test_decode_failure_at_access(corpus) -> None:
     root, manifest, _ = corpus
     ds = ManifestDataset(manifest)
@@ -171,9 +185,9 @@ def test_in_memory_waveforms_numpy_and_multichannel() -> None:
     ds = ManifestDataset(rows)
     assert ds.durations == [0.5, 0.25, 0.375, 0.25]
     assert [ds[i]["audio"].numel() / 16000 for i in range(4)] == ds.durations
-    with pytest.raises(ManifestError, match=r"line 0: offset 0.5 s is past the end of the audio array"):
+    with pytest.raises(ManifestError, match=r"row 0: offset 0.5 s is past the end of the audio array"):
         ManifestDataset([{"audio": stereo, "sample_rate": 16000, "offset": 0.5}])
-    with pytest.raises(ManifestError, match=r"line 0: in-memory audio must be \(T,\) or"):
+    with pytest.raises(ManifestError, match=r"row 0: in-memory audio must be \(T,\) or"):
         ManifestDataset([{"audio": np.zeros((1, 2, 100)), "sample_rate": 16000}])
 
 
