@@ -53,6 +53,9 @@ def _hash(seeds: Tensor, stream: int, positions: Tensor) -> Tensor:
         (seeds[:, None] & _MASK32)
         ^ _mul32(torch.full_like(seeds[:, None], (stream + 1) & _MASK32), 0x9E3779B1)
     )
+    high = ((stream + 1) >> 32) & _MASK32  # 0 for the usual streams, whose keys it leaves as they were
+    if high:
+        key = _mix32(key ^ _mul32(torch.full_like(key, high), 0x85EBCA77))
     return _mix32(key ^ _mul32(positions[None, :] & _MASK32, 0x27D4EB2F) ^ (positions[None, :] >> 32))
 
 
