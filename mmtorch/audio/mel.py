@@ -80,6 +80,11 @@ def mel_filterbank(
             raise ValueError(
                 "Kaldi's mel banks are not area-normalized; use norm=None with mel_scale='kaldi'"
             )
+        if n_fft is not None and n_fft != 2 * (n_freqs - 1):
+            raise ValueError(
+                f"mel_scale='kaldi' takes an even FFT size of 2 * (n_freqs - 1) = {2 * (n_freqs - 1)}, got "
+                f"n_fft={n_fft} (Kaldi's banks are built for even sizes only)"
+            )
         n_fft = 2 * (n_freqs - 1)
         banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
             n_mels, n_fft, float(sample_rate), f_min, f_max, 100.0, -500.0, 1.0
@@ -170,6 +175,8 @@ class MelScale(Stage):
 
     def forward_packed(self, x: Tensor, segments: list[tuple[int, int]]) -> Tensor:
         """Frame-major ``(total, n_freqs)`` → ``(total, n_mels)`` (see :class:`~mmtorch.audio.Chain`)."""
+        if x.shape[1] != self.n_freqs:
+            raise ValueError(f"MelScale: expected {self.n_freqs} frequency bins, got {x.shape[1]}")
         return torch.mm(x, self.fb.to(x.dtype))
 
     def extra_repr(self) -> str:

@@ -62,6 +62,8 @@ class MFCC(Stage):
 
     def forward_packed(self, x: Tensor, segments: list[tuple[int, int]]) -> Tensor:
         """Frame-major ``(total, n_mels)`` → ``(total, n_mfcc)``."""
+        if x.shape[1] != self.n_mels:
+            raise ValueError(f"MFCC: expected {self.n_mels} mel bands, got {x.shape[1]}")
         return torch.mm(x, self.dct.to(x.dtype).T)
 
     def extra_repr(self) -> str:

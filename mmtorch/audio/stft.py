@@ -71,15 +71,17 @@ def pad_edges(x: Tensor, lengths: Tensor, left: int, right: int, mode: str, size
     out[:, left : left + time] = torch.where(valid, x, x.new_zeros(()))
     if mode == "constant" or time == 0:
         return out
+    # An empty item has no edge to mirror: its pads stay zero (selected, not multiplied: the gathers
+    # read its padding, which may hold NaN).
+    some = lengths[:, None] > 0
     if left:
         p = torch.arange(-left, 0, device=x.device)
-        out[:, :left] = x.gather(
-            1, _edge_index(p[None, :].expand(batch, -1), lengths, mode).clamp(max=time - 1)
-        )
+        head = x.gather(1, _edge_index(p[None, :].expand(batch, -1), lengths, mode).clamp(max=time - 1))
+        out[:, :left] = torch.where(some, head, 0.0)
     if right:
         k = torch.arange(right, device=x.device)
         src = _edge_index(lengths[:, None] + k[None, :], lengths, mode).clamp(max=time - 1)
-        tail = x.gather(1, src) * (lengths[:, None] > 0)
+        tail = torch.where(some, x.gather(1, src), 0.0)
         out.scatter_(1, left + lengths[:, None] + k[None, :], tail)
     return out
 
@@ -222,25 +224,33 @@ class STFT(Stage):
                 )
 
     def _pad(self, x: Tensor, lengths: Tensor | None, n_frames: int) -> Tensor:
-        """The signal as the frames see it: each item padded at its own ends."""
+        """The signal as the frames see it: each item padded at its own ends. Kaldi's unsnipped frames
+        with a hop longer than the window start inside the item (its first frame at sample
+        ``hop // 2 - win // 2``): the signal is padded from sample 0 and that many samples are dropped,
+        so the mirror at the far end is still taken about the item's true end."""
         time = x.shape[-1]
-        offset, win, hop = self._offset, self.win_length, self.hop_length
-        overhang = max(0, win - offset)  # how far the last frame of an item can reach past its end
+        win, hop = self.win_length, self.hop_length
+        skip = max(0, -self._offset)
+        offset = max(0, self._offset)
+        overhang = max(0, win + skip - offset)  # how far the last frame of an item can reach past its end
         size = offset + time + overhang
         if n_frames:
-            size = max(size, (n_frames - 1) * hop + win)
+            size = max(size, (n_frames - 1) * hop + win + skip)
         tail = size - offset - time
         if lengths is None and offset < time and tail < time:
             # Every sample valid and the pads shorter than the signal: mirror the ends directly (fast path).
             if self.pad_mode == "constant":
-                return torch.nn.functional.pad(x, (offset, tail))
-            skip = 1 if self.pad_mode == "reflect" else 0
-            head = x[:, skip : skip + offset].flip(-1)
-            end = x[:, time - skip - tail : time - skip].flip(-1)
-            return torch.cat((head, x, end), dim=-1)
-        return pad_edges(
-            x, full_lengths(x) if lengths is None else lengths, offset, overhang, self.pad_mode, size
-        )
+                padded = torch.nn.functional.pad(x, (offset, tail))
+            else:
+                first = 1 if self.pad_mode == "reflect" else 0
+                head = x[:, first : first + offset].flip(-1)
+                end = x[:, time - first - tail : time - first].flip(-1)
+                padded = torch.cat((head, x, end), dim=-1)
+        else:
+            padded = pad_edges(
+                x, full_lengths(x) if lengths is None else lengths, offset, overhang, self.pad_mode, size
+            )
+        return padded[:, skip:] if skip else padded
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, lengths = prepare_waveform(x, lengths, "STFT")
@@ -271,7 +281,8 @@ class STFT(Stage):
         if lengths is None:
             return out.transpose(1, 2), full_lengths(out, 1)
         out_lengths = self.output_lengths(lengths)
-        out = out * lengths_to_mask(out_lengths, n_frames)[:, :, None]
+        # Selected rather than multiplied: frames past an item's end may hold NaN from its padding.
+        out = torch.where(lengths_to_mask(out_lengths, n_frames)[:, :, None], out, out.new_zeros(()))
         return out.transpose(1, 2), out_lengths
 
     def _frames(self, x: Tensor, lengths: Tensor | None, n_frames: int) -> Tensor:

@@ -88,3 +88,20 @@ def test_invalid_settings() -> None:
         mel_filterbank(10, 16000, 201, 9000.0, 8000.0)
     with pytest.raises(ValueError, match="not area-normalized"):
         mel_filterbank(10, 16000, 257, mel_scale="kaldi", norm="slaney")
+    with pytest.raises(ValueError, match="even FFT size of 2 \\* \\(n_freqs - 1\\) = 400, got n_fft=401"):
+        MelScale(23, 16000, n_freqs=201, mel_scale="kaldi", norm=None, n_fft=401)
+
+
+def test_a_chain_of_mismatched_stages_names_the_stage_however_it_runs() -> None:
+    """The packed items path (CPU, several items) checks shapes as the stages themselves do."""
+    from mmtorch.audio import MFCC, STFT, Chain
+
+    x = torch.randn(3, 4000)
+    for strategy in ("items", "batch"):
+        with pytest.raises(ValueError, match="MelScale: expected 65 frequency bins, got 33"):
+            Chain(STFT(64, hop_length=32), MelScale(10, 16000, n_freqs=65), strategy=strategy)(x)
+        chain = Chain(
+            STFT(64, hop_length=32), MelScale(10, 16000, n_freqs=33), MFCC(5, 12), strategy=strategy
+        )
+        with pytest.raises(ValueError, match="MFCC: expected 12 mel bands, got 10"):
+            chain(x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -91,12 +93,16 @@ def test_povey_window_is_kaldis() -> None:
 
 
 @pytest.mark.parametrize("snip_edges", [True, False])
-def test_kaldi_framing_matches_torchaudio_spectrogram(snip_edges: bool) -> None:
+@pytest.mark.parametrize(("frame_ms", "shift_ms"), [(25.0, 10.0), (10.0, 25.0)])
+def test_kaldi_framing_matches_torchaudio_spectrogram(
+    snip_edges: bool, frame_ms: float, shift_ms: float
+) -> None:
+    """Including a hop longer than the window, where unsnipped frames start inside the item."""
     items = [speechlike(n, seed=n) * 32768 for n in (4000, 2517, 1234)]
     x, lengths = pad_batch(items, garbage=1e6)
     stft = STFT(
-        win_length=400,
-        hop_length=160,
+        win_length=int(16 * frame_ms),
+        hop_length=int(16 * shift_ms),
         window="povey",
         center=False,
         snip_edges=snip_edges,
@@ -108,11 +114,67 @@ def test_kaldi_framing_matches_torchaudio_spectrogram(snip_edges: bool) -> None:
     y, out_lengths = stft(x, lengths)
     for b, item in enumerate(items):
         # torchaudio's spectrogram is log(max(|X|^2, eps)) with the energy in column 0.
-        ref = kaldi.spectrogram(item[None], snip_edges=snip_edges, dither=0.0).T
+        ref = kaldi.spectrogram(
+            item[None], snip_edges=snip_edges, dither=0.0, frame_length=frame_ms, frame_shift=shift_ms
+        ).T
         n = int(out_lengths[b])
         assert ref.shape[-1] == n
         ours = y[b, 1:, :n].clamp(min=torch.finfo(torch.float32).eps).log()
         torch.testing.assert_close(ours, ref[1:], rtol=0, atol=2e-3)
+
+
+def _kaldi_frames(x: np.ndarray, win: int, hop: int) -> np.ndarray:
+    """Kaldi's unsnipped frames (``snip_edges=false``), written from its ExtractWindow: frame ``f`` starts
+    at ``hop * f + hop / 2 - win / 2`` (integer division) and samples outside the signal are mirrored
+    about its ends, repeatedly."""
+    n = len(x)
+    frames = []
+    for f in range((n + hop // 2) // hop):
+        start = hop * f + hop // 2 - win // 2
+        frame = []
+        for s in range(start, start + win):
+            while s < 0 or s >= n:
+                s = -s - 1 if s < 0 else 2 * n - 1 - s
+            frame.append(x[s])
+        frames.append(frame)
+    return np.array(frames, dtype=np.float64).reshape(-1, win)
+
+
+@pytest.mark.parametrize(("win", "hop"), [(40, 16), (41, 16), (25, 10), (9, 10), (10, 25), (16, 100)])
+def test_unsnipped_frames_are_kaldis_for_every_length(win: int, hop: int) -> None:
+    """Every length from 1 sample, alone and in a batch with NaN padding; hops longer than the window
+    start the first frame inside the item."""
+    stft = STFT(
+        n_fft=win,
+        win_length=win,
+        hop_length=hop,
+        window="rectangular",
+        center=False,
+        snip_edges=False,
+        pad_mode="symmetric",
+        power=None,
+    )
+    items = [torch.arange(1, n + 1, dtype=torch.float64) for n in range(1, 90)]
+    x, lengths = pad_batch(items, garbage=math.nan)
+    batch, frames = stft(x, lengths)
+    for b, item in enumerate(items):
+        ref = np.fft.rfft(_kaldi_frames(item.numpy(), win, hop), axis=-1).T
+        alone, _ = stft(item[None])
+        assert int(frames[b]) == ref.shape[-1] == alone.shape[-1]
+        np.testing.assert_allclose(alone[0].numpy(), ref, atol=1e-9)
+        np.testing.assert_allclose(batch[b, :, : ref.shape[-1]].numpy(), ref, atol=1e-9)
+        assert (batch[b, :, ref.shape[-1] :] == 0).all()
+
+
+@pytest.mark.parametrize("power", [None, 1.0, 2.0])
+@pytest.mark.parametrize(
+    "framing", [{}, {"pad_mode": "symmetric"}, {"center": False}, {"center": False, "snip_edges": False}]
+)
+def test_an_empty_item_is_zero_whatever_its_padding_holds(power: float | None, framing: dict) -> None:
+    x = torch.full((2, 400), math.nan)
+    x[0] = speechlike(400, seed=2)
+    y, frames = STFT(64, hop_length=16, power=power, **framing)(x, torch.tensor([400, 0]))
+    assert frames[1] == 0 and (y[1] == 0).all() and torch.isfinite(y[0]).all()
 
 
 def test_complex_output_keeps_torch_phase_for_short_windows() -> None:
