@@ -18,7 +18,7 @@ from mmtorch.audio.voice.descriptors import (
     spectral_slope,
     zero_crossing_rate,
 )
-from mmtorch.audio.voice.egemaps import EGEMAPS_NAMES, EGeMAPS, egemaps
+from mmtorch.audio.voice.egemaps import EGEMAPS_NAMES, EGEMAPS_VOICE_ROWS, EGeMAPS, egemaps
 from mmtorch.audio.voice.features import VOICE_FEATURES, VoiceAnalysis, VoiceFeatures
 from mmtorch.audio.voice.formants import Formants, FormantTrack, formants_burg
 from mmtorch.audio.voice.functionals import FUNCTIONALS, functionals, segment_statistics
@@ -38,6 +38,7 @@ from mmtorch.audio.voice.report import REPORT_KEYS, voice_report
 
 __all__ = [
     "EGEMAPS_NAMES",
+    "EGEMAPS_VOICE_ROWS",
     "FUNCTIONALS",
     "LPC",
     "LPCC",

@@ -1,39 +1,39 @@
-"""An eGeMAPS-like 88-value vector per utterance, with openSMILE's eGeMAPSv02 names, from mmtorch's LLDs.
+"""An eGeMAPS-like 88-value vector per utterance, with openSMILE's eGeMAPSv02 names.
 
-The layout, smoothing and functionals are eGeMAPSv02's (Eyben et al. 2016, openSMILE's configuration);
-the low-level descriptors are mmtorch's, on the pitch track's frame grid:
+The layout, smoothing and functionals are eGeMAPSv02's (Eyben et al. 2016, openSMILE's configuration):
 
-- loudness, alpha ratio, Hammarberg index, spectral slopes, spectral flux and MFCC 1–4 are openSMILE's
-  own definitions (they match openSMILE frame for frame; :class:`~mmtorch.audio.voice.EGeMAPSDescriptors`),
-  here computed on 20 ms frames centred on the pitch frames;
+- loudness, alpha ratio, Hammarberg index, spectral slopes, spectral flux, MFCC 1–4 and the equivalent
+  sound level are openSMILE's own, on openSMILE's own 20 ms frames
+  (:class:`~mmtorch.audio.voice.EGeMAPSDescriptors`): the 22 values that need no voicing are openSMILE's;
 - F0, voicing, jitter, shimmer, HNR and formants are Praat's (autocorrelation pitch, periodic pulses,
-  cross-correlation HNR, Burg formants) where openSMILE uses subharmonic summation, its own period
-  detector, an autocorrelation HNR and LPC formants: by design these differ from openSMILE's values;
+  cross-correlation HNR, Burg formants), on the pitch track's frames, where openSMILE uses subharmonic
+  summation, its own period detector, an autocorrelation HNR and LPC formants: by design these differ
+  from openSMILE's values, and so do the voiced/unvoiced spectral values, gated by Praat's voicing;
 - H1–H2, H1–A3 and the formant amplitudes are read from a 60 ms Gaussian-windowed spectrum at the
   harmonics of the Praat F0 and within half a bandwidth of each Burg formant.
 
-Voiced-only values (``V``, ``sma3nz``) use the Praat voicing; rising/falling slopes and loudness peaks are
-openSMILE's ``cFunctionalPeaks2`` (:mod:`mmtorch.audio.voice.functionals`).
+Rising/falling slopes and loudness peaks are openSMILE's ``cFunctionalPeaks2``, the voiced segments its
+``cFunctionalSegments`` (:mod:`mmtorch.audio.voice.functionals`).
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 from torch import Tensor, nn
 
-from mmtorch.audio.stage import prepare_waveform, validation
-from mmtorch.audio.voice.descriptors import sma3
-from mmtorch.audio.voice.features import VOICE_FEATURES, VoiceFeatures
+from mmtorch.audio.stage import Chain, prepare_waveform, validation
+from mmtorch.audio.voice.descriptors import EGeMAPSDescriptors, sma3
+from mmtorch.audio.voice.features import VoiceFeatures
 from mmtorch.audio.voice.formants import FormantTrack
 from mmtorch.audio.voice.framing import gather_row_windows
 from mmtorch.audio.voice.functionals import _compact, _peaks2, functionals, segment_statistics
 from mmtorch.audio.voice.pitch import PitchTrack
 from mmtorch.masks import full_lengths, lengths_to_mask
 
-__all__ = ["EGEMAPS_NAMES", "EGeMAPS", "egemaps"]
+__all__ = ["EGEMAPS_NAMES", "EGEMAPS_VOICE_ROWS", "EGeMAPS", "egemaps"]
 
 _TEN = (
     "amean",
@@ -189,24 +189,90 @@ def _harmonic_levels(
     return db(h1, h2), db(h1, amps[2]), relative
 
 
+#: The rows of :class:`VoiceFeatures` that :func:`egemaps` reads (Praat's measures, on its pitch frames).
+EGEMAPS_VOICE_ROWS: tuple[str, ...] = (
+    "F0_Hz",
+    "voiced",
+    "F0_semitones",
+    "HNR_dB",
+    "jitter_local",
+    "shimmer_local",
+    "shimmer_local_dB",
+    *(f"F{k}_{part}" for k in (1, 2, 3) for part in ("Hz", "bandwidth_Hz")),
+)
+
+
+@lru_cache(maxsize=8)
+def _descriptors(sample_rate: int, device: torch.device) -> Chain:
+    """openSMILE's spectral descriptors for a rate, built once per rate and device (constants only), in a
+    chain: on a CPU it runs item by item, 5× faster than on the padded batch (measured on the benchmark
+    batch), the same numbers within 1e-13."""
+    return Chain(EGeMAPSDescriptors(sample_rate)).to(device)
+
+
+def _opensmile_voicing(pitch: PitchTrack, lengths: Tensor, frames: int, hop: int, sample_rate: int) -> Tensor:
+    """Praat's voicing on openSMILE's spectral frames: frame ``i`` (``hop * i`` onwards) is gated by the
+    voicing of openSMILE's 60 ms pitch frame that starts at the same sample, read here from the Praat
+    frame nearest that frame's centre. Frames without a 60 ms frame (the last few of an item, where
+    openSMILE's voicing level has ended) count as neither voiced nor unvoiced: ``(B, frames)`` of 1
+    (voiced), 0 (unvoiced) and -1 (outside)."""
+    win60 = math.floor(0.060 * sample_rate + 0.5)
+    has60 = torch.where(lengths >= win60, 1 + (lengths - win60).div(hop, rounding_mode="floor"), 0)
+    i = torch.arange(frames, device=lengths.device)
+    centre = (i * hop + 0.5 * win60) / sample_rate  # seconds
+    n = pitch.voiced.shape[1]
+    if n == 0:
+        voiced = torch.zeros(lengths.shape[0], frames, dtype=torch.bool, device=lengths.device)
+    else:
+        j = torch.floor((centre[None, :] - pitch.times[:, :1]) / pitch.time_step + 0.5).to(torch.int64)
+        inside = (j >= 0) & (j < pitch.lengths[:, None])
+        voiced = inside & pitch.voiced.gather(1, j.clamp(0, n - 1))
+    state = torch.where(voiced, 1, 0)
+    return torch.where(i[None, :] < has60[:, None], state, -1)
+
+
+def _spectral_by_voicing(spectral: dict[str, Tensor], gating: Tensor) -> Tensor:
+    """The voiced (``V``) and unvoiced (``UV``) spectral functionals, ``(B, 23)``: each descriptor kept on
+    the frames ``gating`` marks 1 (voiced) or 0 (unvoiced), zero elsewhere, smoothed skipping zeros
+    (``sma3nz``), then its mean (and normalized deviation, voiced) over the non-zero frames. ``gating``
+    ``(B, N)`` is -1 past the frames openSMILE's voicing covers, which the smoothing then treats as the
+    item's end."""
+    frames = (gating >= 0).sum(dim=1)
+    out = []
+    for names, on, kept in ((_SPECTRAL_V, gating == 1, _TWO), (_SPECTRAL_UV, gating == 0, ("amean",))):
+        rows = torch.stack([torch.where(on, spectral[n], 0.0) for n in names], dim=1)
+        lld = sma3(rows, frames, skip_zeros=True)
+        out.append(functionals(lld, frames, lld != 0, kept).flatten(1))
+    return torch.cat(out, dim=1)
+
+
 def egemaps(
     x: Tensor, lengths: Tensor | None = None, sample_rate: int = 16000, voice: VoiceFeatures | None = None
 ) -> Tensor:
     """The 88 eGeMAPSv02-named functionals of every item (names in :data:`EGEMAPS_NAMES`).
 
+    The energy and spectral measures (loudness, alpha ratio, Hammarberg index, slopes, flux, MFCC 1–4, the
+    equivalent sound level) are openSMILE's, on openSMILE's frames (:class:`EGeMAPSDescriptors`), their
+    voiced/unvoiced variants gated by Praat's voicing; F0, jitter, shimmer, HNR, formants and the voiced
+    segments are Praat's, on the pitch frames.
+
     Args:
         x: ``(B, T)`` waveforms (any dtype :class:`~mmtorch.audio.voice.VoiceFeatures` accepts).
         lengths: int64 ``(B,)`` or ``None``.
         sample_rate: Hz (eGeMAPS is defined at 16 kHz).
-        voice: the :class:`VoiceFeatures` to use (default: one with every feature).
+        voice: the :class:`VoiceFeatures` to use (default: one computing :data:`EGEMAPS_VOICE_ROWS`, the
+            rows this reads; one with more rows works too and computes rows nobody reads).
 
     Returns:
         float64 ``(B, 88)``; an item without voiced frames gets 0 for every voiced-only value.
     """
-    if voice is not None and voice.feature_names != list(VOICE_FEATURES):
-        raise ValueError("egemaps needs a VoiceFeatures computing every feature")
+    if voice is not None:
+        missing = [n for n in EGEMAPS_VOICE_ROWS if n not in voice.feature_names]
+        if missing:
+            raise ValueError(f"egemaps needs a VoiceFeatures computing {missing}")
     x, given = prepare_waveform(x, lengths, "egemaps")
-    voice = VoiceFeatures(sample_rate).to(x.device) if voice is None else voice
+    if voice is None:
+        voice = VoiceFeatures(sample_rate, features=EGEMAPS_VOICE_ROWS).to(x.device)
     lengths = full_lengths(x) if given is None else given
     x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
     with validation(False):
@@ -215,26 +281,36 @@ def egemaps(
         analysis, levels = voice._analyse(
             x64, lengths, True, partial(_harmonic_levels, sample_rate=voice.sample_rate)
         )
+        chain = _descriptors(voice.sample_rate, x.device)
+        spectral_lld, os_frames = chain(x64, lengths)  # openSMILE's frames, unsmoothed
+    descriptors = chain[0]
     frames = analysis.lengths
     feats = analysis.features.to(torch.float64)
     row = {name: feats[:, i] for i, name in enumerate(voice.feature_names)}
     voiced = analysis.pitch.voiced & lengths_to_mask(frames, feats.shape[-1])
     dt = voice.time_step
+    os_dt = descriptors.hop_length / descriptors.sample_rate
     h1h2, h1a3, rel = levels
+    spectral = {name: spectral_lld[:, i] for i, name in enumerate(descriptors.feature_names)}
+    os_width = spectral_lld.shape[-1]
+    os_valid = lengths_to_mask(os_frames, os_width)
+    gating = _opensmile_voicing(analysis.pitch, lengths, os_width, descriptors.hop_length, voice.sample_rate)
 
     def gate(v: Tensor, on: Tensor) -> Tensor:
         return torch.where(on, v, 0.0)
 
-    def smooth(rows: list[Tensor], skip_zeros: bool) -> Tensor:
-        return sma3(torch.stack(rows, dim=1), frames, skip_zeros=skip_zeros)
+    def smooth(rows: list[Tensor], skip_zeros: bool, lengths: Tensor = frames) -> Tensor:
+        return sma3(torch.stack(rows, dim=1), lengths, skip_zeros=skip_zeros)
 
     out = []
     f0 = smooth([row["F0_semitones"]], True)
     out.append(functionals(f0, frames, f0 != 0, _TEN, dt)[:, 0])
-    loudness = smooth([row["loudness"]], False)
-    out.append(functionals(loudness, frames, None, _TEN, dt)[:, 0])
-    energy = smooth([row[n] for n in ("spectral_flux", "mfcc1", "mfcc2", "mfcc3", "mfcc4")], False)
-    out.append(functionals(energy, frames, None, _TWO, dt).flatten(1))
+    loudness = smooth([spectral["Loudness"]], False, os_frames)
+    out.append(functionals(loudness, os_frames, None, _TEN, os_dt)[:, 0])
+    energy = smooth(
+        [spectral[n] for n in ("spectralFlux", "mfcc1", "mfcc2", "mfcc3", "mfcc4")], False, os_frames
+    )
+    out.append(functionals(energy, os_frames, None, _TWO, os_dt).flatten(1))
     voiced_rows = [
         row["jitter_local"],
         row["shimmer_local_dB"],
@@ -246,23 +322,28 @@ def egemaps(
         voiced_rows += [row[f"F{k + 1}_Hz"], row[f"F{k + 1}_bandwidth_Hz"], rel[..., k]]
     lld = smooth([gate(v, voiced) for v in voiced_rows], True)
     out.append(functionals(lld, frames, lld != 0, _TWO, dt).flatten(1))
-    spectral = ("alpha_ratio", "hammarberg_index", "slope_0_500", "slope_500_1500", "spectral_flux")
-    lld = smooth([gate(row[n], voiced) for n in (*spectral, "mfcc1", "mfcc2", "mfcc3", "mfcc4")], True)
-    out.append(functionals(lld, frames, lld != 0, _TWO, dt).flatten(1))
-    lld = smooth([gate(row[n], ~voiced & lengths_to_mask(frames, feats.shape[-1])) for n in spectral], True)
-    out.append(functionals(lld, frames, lld != 0, ("amean",), dt).flatten(1))
-    # temporal: loudness peaks and voiced segments per second of the item
-    duration = (frames.to(torch.float64) * dt).clamp(min=1e-12)
-    contour, count = _compact(loudness[:, 0], lengths_to_mask(frames, feats.shape[-1]))
-    peaks = _peaks2(contour, count, dt)[4]
+    out.append(_spectral_by_voicing(spectral, gating))
+    # temporal: loudness peaks per second of the item (openSMILE's frames), voiced segments (Praat's)
+    duration = (os_frames.to(torch.float64) * os_dt).clamp(min=1e-12)
+    contour, count = _compact(loudness[:, 0], os_valid)
+    peaks = _peaks2(contour, count, os_dt)[4]
     rate, mean_on, std_on, mean_off, std_off = segment_statistics(f0[:, 0] != 0, frames, dt)
     temporal = torch.stack(
-        (torch.where(frames > 0, peaks / duration, 0.0), rate, mean_on, std_on, mean_off, std_off), dim=1
+        (torch.where(os_frames > 0, peaks / duration, 0.0), rate, mean_on, std_on, mean_off, std_off), dim=1
     )
     out.append(temporal)
-    power = torch.where(lengths_to_mask(frames, feats.shape[-1]), 10.0 ** (row["intensity_dB"] / 10.0), 0.0)
-    leq = 10.0 * torch.log10((power.sum(dim=1) / frames.clamp(min=1)).clamp(min=1e-12))
-    out.append(torch.where(frames > 0, leq, 0.0)[:, None])
+    # openSMILE's equivalent sound level: the mean over its 20 ms frames of each frame's mean square
+    # (unwindowed), in dB.
+    win, hop = descriptors.win_length, descriptors.hop_length
+    running = torch.nn.functional.pad(x64.square().cumsum(dim=1), (1, 0))
+    start = torch.arange(os_width, device=x.device) * hop
+    if os_width:
+        power = (running[:, start + win] - running[:, start]).clamp(min=0.0) / win
+    else:
+        power = x64.new_zeros(x64.shape[0], 0)
+    mean_power = torch.where(os_valid, power, 0.0).sum(dim=1) / os_frames.clamp(min=1)
+    leq = 10.0 * torch.log10(mean_power.clamp(min=1e-12))
+    out.append(torch.where(os_frames > 0, leq, 0.0)[:, None])
     result = torch.cat(out, dim=1)
     assert result.shape[1] == len(EGEMAPS_NAMES)
     return result
@@ -291,7 +372,7 @@ class EGeMAPS(nn.Module):
 
     def __init__(self, sample_rate: int = 16000, strategy: str = "auto") -> None:
         super().__init__()
-        self.voice = VoiceFeatures(sample_rate, strategy=strategy)
+        self.voice = VoiceFeatures(sample_rate, features=EGEMAPS_VOICE_ROWS, strategy=strategy)
 
     @property
     def sample_rate(self) -> int:

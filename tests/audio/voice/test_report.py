@@ -11,7 +11,8 @@ import pytest
 import torch
 from helpers import load_speech, pad_batch
 
-from mmtorch.audio.voice import EGEMAPS_NAMES, REPORT_KEYS, EGeMAPS, egemaps, voice_report
+from mmtorch.audio.voice import EGEMAPS_NAMES, REPORT_KEYS, EGeMAPS, EGeMAPSDescriptors, egemaps, voice_report
+from mmtorch.audio.voice.egemaps import _TEN, _TWO
 from mmtorch.bench import praat_voice_report
 
 SPEECH = load_speech(torch.float64)
@@ -98,27 +99,63 @@ def test_egemaps_names_shape_and_batch_invariance() -> None:
     torch.testing.assert_close(values[1], alone[0])
 
 
+_OPENSMILE_FRAMED = [
+    *(f"loudness_sma3_{f}" for f in _TEN),
+    *(f"{lld}_sma3_{f}" for lld in ("spectralFlux", "mfcc1", "mfcc2", "mfcc3", "mfcc4") for f in _TWO),
+    "loudnessPeaksPerSec",
+    "equivalentSoundLevel_dBp",
+]
+
+
+def _quantized(x: torch.Tensor) -> torch.Tensor:
+    """What openSMILE's Python binding computes on: float32 samples truncated to 16 bits, over 32767."""
+    return torch.trunc(x.float().double() * 32768) / 32767
+
+
 @pytest.mark.parametrize("item", range(len(SPEECH)))
-def test_egemaps_energy_and_spectral_block_close_to_opensmile(item: int) -> None:
-    """Same LLD definitions and functionals, different frame placement (centred on the pitch frames here):
-    close, not equal. The loudness peaks and slopes are openSMILE's peak functionals on a contour within
-    a few percent of openSMILE's."""
+def test_egemaps_energy_and_spectral_values_are_opensmiles(item: int) -> None:
+    """The 22 values that need no voicing (loudness and its peaks and slopes, flux, MFCC 1-4, the
+    equivalent sound level) are openSMILE's: its descriptors on its frames, its smoothing and functionals."""
     x = SPEECH[item]
-    ours = dict(zip(EGEMAPS_NAMES, egemaps(x[None], None, 16000)[0].tolist(), strict=True))
+    ours = dict(zip(EGEMAPS_NAMES, egemaps(_quantized(x)[None], None, 16000)[0].tolist(), strict=True))
     ref = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02).process_signal(
         x.numpy().astype(np.float32), 16000
     )
+    for name in _OPENSMILE_FRAMED:
+        assert ours[name] == pytest.approx(float(ref[name].iloc[0]), rel=1e-5), name
+    if item == 0:  # Praat's voicing, not openSMILE's: close on this fixture only (1.8 vs 2.0 on item 2)
+        assert ours["VoicedSegmentsPerSec"] == pytest.approx(
+            float(ref["VoicedSegmentsPerSec"].iloc[0]), rel=0.2
+        )
 
-    def theirs(name: str) -> float:
-        return float(ref[name].iloc[0])
 
-    assert ours["loudness_sma3_amean"] == pytest.approx(theirs("loudness_sma3_amean"), rel=0.02)
-    assert ours["equivalentSoundLevel_dBp"] == pytest.approx(theirs("equivalentSoundLevel_dBp"), abs=0.5)
-    if item == 0:  # Praat's voicing, not openSMILE's: close on this fixture only (1.8 vs 2.5 on item 2)
-        assert ours["VoicedSegmentsPerSec"] == pytest.approx(theirs("VoicedSegmentsPerSec"), rel=0.2)
-    assert ours["loudnessPeaksPerSec"] == pytest.approx(theirs("loudnessPeaksPerSec"), rel=0.02)
-    for name in ("loudness_sma3_meanRisingSlope", "loudness_sma3_meanFallingSlope"):
-        assert ours[name] == pytest.approx(theirs(name), rel=0.1), name
+@pytest.mark.parametrize("item", range(len(SPEECH)))
+def test_voiced_spectral_values_given_opensmiles_voicing_are_opensmiles(item: int) -> None:
+    """The voiced (V) spectral functionals differ from openSMILE's only through the voicing: given
+    openSMILE's own (its F0 level, frame for frame), the gating, smoothing and functionals give its values."""
+    from mmtorch.audio.voice.egemaps import _SPECTRAL_V, _spectral_by_voicing
+
+    x = SPEECH[item]
+    eg = opensmile.FeatureSet.eGeMAPSv02
+    f0 = opensmile.Smile(feature_set=eg, feature_level="gemapsv01b_lld_single_logF0").process_signal(
+        x.numpy().astype(np.float32), 16000
+    )
+    ref = opensmile.Smile(feature_set=eg).process_signal(x.numpy().astype(np.float32), 16000)
+    stage = EGeMAPSDescriptors(16000)
+    lld, _ = stage(_quantized(x)[None])
+    spectral = {name: lld[:, i] for i, name in enumerate(stage.feature_names)}
+    voiced = torch.from_numpy(f0.to_numpy()[:, 0] > 1e-6)
+    gating = torch.full((1, lld.shape[-1]), -1)
+    n = min(len(voiced), lld.shape[-1])
+    gating[0, :n] = voiced[:n].long()
+    values = _spectral_by_voicing(spectral, gating)[0]
+    names = [
+        f"{lld.replace('slope', 'slopeV') if lld.startswith('slope') else lld + 'V'}_sma3nz_{f}"
+        for lld in _SPECTRAL_V
+        for f in _TWO
+    ]
+    for name, value in zip(names, values[: len(names)].tolist(), strict=True):
+        assert value == pytest.approx(float(ref[name].iloc[0]), rel=1e-5), name
 
 
 def test_range_maxima_are_the_brute_force_maxima() -> None:
