@@ -34,7 +34,10 @@ def _dataset(source: str, sample_rate: int):
     if path.suffix.lower() in AUDIO_SUFFIXES:
         return ManifestDataset([{"audio": str(path), "id": path.name}], sample_rate=sample_rate, name=source)
     if path.suffix.lower() in (".jsonl", ".json", ".csv"):
-        return ManifestDataset(path, sample_rate=sample_rate)
+        dataset = ManifestDataset(path, sample_rate=sample_rate)
+        if not len(dataset):
+            raise ValueError(f"{source}: no utterances in this manifest")
+        return dataset
     raise ValueError(
         f"{source}: unsupported input; give an audio file ({', '.join(sorted(AUDIO_SUFFIXES))}), a folder or a .jsonl/.csv manifest"
     )

@@ -85,11 +85,14 @@ def test_plot_writes_a_png(tmp_path) -> None:
         (["plot", "/no/such.wav", "--out", "x.png"], "no such file"),
         (["plot", "{manifest}", "--out", "x.png"], "unsupported format"),
         (["stats", "{empty}", "--out", "x.pt"], "no audio files"),
+        (["features", "{empty_manifest}", "--out", "x.pt"], "no utterances in this manifest"),
     ],
 )
 def test_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys) -> None:
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.jsonl").write_text("")
     values = {
+        "empty_manifest": str(tmp_path / "empty.jsonl"),
         "here": str(SPEECH_FILES[0]),
         "manifest": str(sample_data_dir() / "val.jsonl"),
         "empty": str(tmp_path / "empty"),
