@@ -85,3 +85,21 @@ def streaming_item(i: int) -> dict:
         "text": f"item {i}",
         "label": label,
     }
+
+
+def quiet_trainer(**kwargs):
+    """A CPU Lightning ``Trainer`` without logger, checkpoints, progress bar or summary, and with
+    ``use_distributed_sampler=False`` (the data module brings its own sampler); ``kwargs`` override."""
+    import lightning as L
+
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    return L.Trainer(**{**defaults, **kwargs})

