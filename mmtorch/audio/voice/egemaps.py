@@ -266,14 +266,18 @@ def egemaps(
         voice = VoiceFeatures(sample_rate, features=EGEMAPS_VOICE_ROWS).to(x.device)
     lengths = full_lengths(x) if given is None else given
     x64 = torch.where(lengths_to_mask(lengths, x.shape[1]), x.to(torch.float64), 0.0)
+    chain = _descriptors(voice.sample_rate, x.device)
     with validation(False):
         # HNR and formants only where voiced (nothing here reads them elsewhere); the harmonic levels,
-        # which need the formants, as part of each group's formant task.
-        analysis, levels = voice._analyse(
-            x64, lengths, True, partial(_harmonic_levels, sample_rate=voice.sample_rate)
+        # which need the formants, as part of each group's formant task; openSMILE's spectral
+        # descriptors (on its frames, unsmoothed) beside the pitch analysis.
+        analysis, levels, (spectral_lld, os_frames) = voice._analyse(
+            x64,
+            lengths,
+            True,
+            partial(_harmonic_levels, sample_rate=voice.sample_rate),
+            aside=partial(chain, x64, lengths),
         )
-        chain = _descriptors(voice.sample_rate, x.device)
-        spectral_lld, os_frames = chain(x64, lengths)  # openSMILE's frames, unsmoothed
     descriptors = chain[0]
     frames = analysis.lengths
     feats = analysis.features.to(torch.float64)

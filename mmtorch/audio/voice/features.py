@@ -383,10 +383,13 @@ class VoiceFeatures(Stage):
         lengths: Tensor | None,
         voiced_only: bool,
         voiced_extra: Callable[[Tensor, Tensor, PitchTrack, FormantTrack], Any] | None = None,
-    ) -> tuple[VoiceAnalysis, Any]:
-        """:meth:`analyse`, and ``voiced_extra(x64, lengths, pitch, formants)`` of each group merged (``None``
+        aside: Callable[[], Any] | None = None,
+    ) -> tuple[VoiceAnalysis, Any, Any]:
+        """:meth:`analyse`, ``voiced_extra(x64, lengths, pitch, formants)`` of each group merged (``None``
         without it): a further per-frame analysis that needs the pitch and formant tracks, run in the
-        group's formant task (so it needs ``voiced_only`` and the formant rows)."""
+        group's formant task (so it needs ``voiced_only`` and the formant rows), and ``aside()``: any other
+        work, done first among the shared tasks, while the second thread computes pitch (``None``
+        without it)."""
         if voiced_extra is not None and not (voiced_only and set(self.features) & _FORMANTS):
             raise ValueError("voiced_extra needs voiced_only and the formant rows")
         x, given = prepare_waveform(x, lengths, "VoiceFeatures")
@@ -402,13 +405,14 @@ class VoiceFeatures(Stage):
         parts = parts or [(None, x64, lengths)]
         pitched = _Published(len(parts)) if voiced_only else None
         tasks = self._frame_tasks([(xg, lg) for _, xg, lg in parts], pitched, voiced_extra)
-        shared = _Shared([task for _, task in tasks])
+        shared = _Shared(([aside] if aside is not None else []) + [task for _, task in tasks])
         work = shared.after(self._pitch_and_pulses)
         with _concurrently(_use_second_thread(x64), work, x64, lengths, groups, n, pitched) as first:
             shared.run()
             pitch, pulses, perturbation = first()
+        results = shared.results[1:] if aside is not None else shared.results
         done: list[list[_FrameRows]] = [[] for _ in parts]
-        for (g, _), result in zip(tasks, shared.results, strict=True):
+        for (g, _), result in zip(tasks, results, strict=True):
             done[g].append(result)
         frames = [_FrameRows.combine(results) for results in done]
         if groups is None:
@@ -434,7 +438,7 @@ class VoiceFeatures(Stage):
         analysis = VoiceAnalysis(
             zero_padding(y, frames), frames, pitch, pulses, frame.harmonicity, frame.formants
         )
-        return analysis, frame.extra
+        return analysis, frame.extra, shared.results[0] if aside is not None else None
 
     def _grid(self, lengths: Tensor, samples: int) -> tuple[Tensor, Tensor] | None:
         """Whisper's and NeMo's frames when ``hop_length`` is set (``None``: Praat's pitch frames)."""
