@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["check_lengths", "full_lengths", "lengths_to_mask", "mask_to_lengths", "resolve_mask"]
+__all__ = [
+    "check_lengths",
+    "check_parameter_dtype",
+    "full_lengths",
+    "lengths_to_mask",
+    "mask_to_lengths",
+    "resolve_mask",
+]
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
@@ -95,7 +102,11 @@ def resolve_mask(x: Tensor, lengths: Tensor | None, mask: Tensor | None, name: s
     if mask is None:
         if lengths is None:
             return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        return lengths_to_mask(check_lengths(lengths, x, dim=1), x.shape[1])
+        try:
+            checked = check_lengths(lengths, x, dim=1)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"lengths for {name}: {error}") from None
+        return lengths_to_mask(checked, x.shape[1])
     if lengths is not None:
         raise ValueError(f"pass lengths or mask for {name}, not both")
     if not isinstance(mask, Tensor):
@@ -107,3 +118,17 @@ def resolve_mask(x: Tensor, lengths: Tensor | None, mask: Tensor | None, name: s
     if mask.device != x.device:
         raise ValueError(f"mask for {name} is on {mask.device} but {name} is on {x.device}")
     return mask if mask.dtype == torch.bool else mask != 0
+
+
+def check_parameter_dtype(where: str, x: Tensor, module: torch.nn.Module) -> None:
+    """Raise ``TypeError`` when ``x``'s dtype is not that of ``module``'s parameters (outside autocast,
+    which casts for the layers itself), naming both instead of torch's matmul error."""
+    weight = next(module.parameters(), None)
+    if weight is None or x.dtype == weight.dtype:
+        return
+    if torch.is_autocast_enabled(x.device.type) and x.dtype != torch.float64:  # autocast leaves float64 be
+        return
+    raise TypeError(
+        f"{where}: the input is {x.dtype} but the parameters are {weight.dtype}; cast one to the other "
+        f"(x.to({weight.dtype}) or module.to({x.dtype})), or run under torch.autocast"
+    )

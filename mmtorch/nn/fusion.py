@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mmtorch.masks import resolve_mask
+from mmtorch.masks import check_parameter_dtype, resolve_mask
 
 __all__ = ["ConcatFusion", "CrossAttentionFusion", "GatedFusion", "LateFusion"]
 
@@ -185,6 +185,7 @@ class CrossAttentionFusion(nn.Module):
                 f"audio is batch {audio.shape[0]}, {audio.dtype} on {audio.device}; text is batch {text.shape[0]}, "
                 f"{text.dtype} on {text.device}: they must agree"
             )
+        check_parameter_dtype("CrossAttentionFusion", text, self)
         text_valid = resolve_mask(text, text_lengths, text_mask, name="text")[..., None]
         audio_valid = resolve_mask(audio, audio_lengths, audio_mask, name="audio")
         has_audio = audio_valid.any(dim=1)

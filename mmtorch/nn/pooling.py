@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mmtorch.masks import resolve_mask
+from mmtorch.masks import check_parameter_dtype, resolve_mask
 
 __all__ = [
     "AttentionPooling",
@@ -50,9 +50,12 @@ def masked_mean(x: Tensor, lengths: Tensor | None = None, mask: Tensor | None = 
     """
     _check_sequence(x)
     valid = resolve_mask(x, lengths, mask)
-    total = x.masked_fill(~valid[..., None], 0.0).sum(dim=1)
-    count = valid.sum(dim=1, keepdim=True).clamp_min(1).to(x.dtype)
-    return total / count
+    # Summed in float32 at least: a half-precision sum overflows (65504) long before the mean does, and
+    # rounds on the way (as torch.mean avoids too).
+    acc = torch.promote_types(x.dtype, torch.float32)
+    total = x.masked_fill(~valid[..., None], 0.0).sum(dim=1, dtype=acc)
+    count = valid.sum(dim=1, keepdim=True).clamp_min(1).to(acc)
+    return (total / count).to(x.dtype)
 
 
 def masked_max(x: Tensor, lengths: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
@@ -188,6 +191,7 @@ class AttentionPooling(nn.Module):
         _check_sequence(x)
         if x.shape[2] != self.in_features:
             raise ValueError(f"x must be (B, L, {self.in_features}), got {tuple(x.shape)}")
+        check_parameter_dtype("AttentionPooling", x, self)
         valid = resolve_mask(x, lengths, mask)[..., None]
         x = x.masked_fill(~valid, 0.0)
         # The softmax runs in float32 at least: under autocast the scorer's output is bfloat16/float16, whose

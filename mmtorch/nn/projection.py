@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mmtorch.masks import resolve_mask
+from mmtorch.masks import check_parameter_dtype, resolve_mask
 
 __all__ = ["Projection"]
 
@@ -26,7 +26,8 @@ class Projection(nn.Module):
 
     Shape:
         - x: ``(..., in_features)``; with ``lengths`` (int64 ``(B,)``) or ``mask`` (``(B, L)``): ``(B, L, in_features)``.
-        - output: ``x.shape[:-1] + (out_features,)``, in the parameters' dtype.
+        - output: ``x.shape[:-1] + (out_features,)``, in the parameters' dtype (an input of another
+          dtype is a ``TypeError`` outside autocast).
 
     Raises:
         ValueError: bad settings; an input whose last dimension is not ``in_features``; lengths or a mask
@@ -89,6 +90,7 @@ class Projection(nn.Module):
         """
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must end with in_features={self.in_features}, got shape {tuple(x.shape)}")
+        check_parameter_dtype("Projection", x, self)
         if lengths is None and mask is None:
             return self.norm(self.dropout(self.net(x)))
         if x.dim() != 3:

@@ -7,9 +7,11 @@ from hypothesis import given, settings
 from mmtorch.masks import lengths_to_mask
 from mmtorch.nn import (
     AttentionPooling,
+    CrossAttentionFusion,
     FirstTokenPooling,
     MaxPooling,
     MeanPooling,
+    Projection,
     first_token,
     masked_max,
     masked_mean,
@@ -194,3 +196,43 @@ def test_runs_under_autocast(name, device, dtype):
     assert_close_under_autocast(POOLINGS[name](), (x, lens), device, dtype, tol=2e-2)
     mask = lengths_to_mask(lens, 4)
     assert_close_under_autocast(POOLINGS[name](), (x,), device, dtype, tol=2e-2, mask=mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_mean_of_long_half_precision_sequences_is_the_float32_mean(dtype):
+    """A half-precision sum overflows (65504) long before the mean does: 1500 frames of 50 used to give inf,
+    70,000 frames of ones NaN. The mean is taken in float32, as torch.mean takes it."""
+    g = torch.Generator().manual_seed(0)
+    x = (50.0 + torch.randn(3, 1500, 4, generator=g)).to(dtype)
+    lengths = torch.tensor([1500, 700, 0])
+    got = masked_mean(x, lengths)
+    assert got.dtype == dtype
+    expected = torch.stack([x[0].float().mean(0), x[1, :700].float().mean(0), torch.zeros(4)]).to(dtype)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert masked_mean(torch.ones(1, 70000, 1, dtype=dtype)).item() == 1.0
+
+
+def test_lengths_errors_name_the_input():
+    text, audio = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    with pytest.raises(ValueError, match="lengths for audio: item 1: length 9 exceeds the padded size 5"):
+        CrossAttentionFusion(4)(text, audio, audio_lengths=torch.tensor([5, 9]))
+    with pytest.raises(ValueError, match=r"lengths for text: lengths must have shape \(2,\)"):
+        CrossAttentionFusion(4)(text, audio, text_lengths=torch.tensor([5]))
+
+
+@pytest.mark.parametrize("head", ["projection", "attention_pooling", "cross_attention"])
+def test_an_input_of_another_dtype_is_a_type_error_naming_both(head):
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    run = {
+        "projection": lambda: Projection(4, 3)(x),
+        "attention_pooling": lambda: AttentionPooling(4)(x),
+        "cross_attention": lambda: CrossAttentionFusion(4)(x, x),
+    }[head]
+    for autocast in (False, True):  # autocast casts half and single precision for the layers, not float64
+        with (
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+            pytest.raises(
+                TypeError, match=r"the input is torch\.float64 but the parameters are torch\.float32"
+            ),
+        ):
+            run()
