@@ -209,3 +209,18 @@ def test_egemaps_module_is_the_function_in_the_input_dtype() -> None:
     assert module(x[:0], lengths[:0]).shape == (0, 88)
     with pytest.raises(ValueError, match="EGeMAPS: item 1: sample 20000 is nan"):
         module(x, torch.tensor([30000, 30000]))
+
+
+def test_egemaps_builds_nothing_on_the_default_device() -> None:
+    """What `egemaps` builds lazily (its descriptors, its VoiceFeatures) is built on the CPU and moved to the
+    input's device: with `meta` as the default device (standing in for a CUDA default and a CPU batch)
+    the numbers are the same."""
+    from mmtorch.audio.voice.egemaps import _descriptors
+
+    x, lengths = pad_batch([SPEECH[0][:12000], SPEECH[1][:9000]])
+    expected = egemaps(x, lengths, 16000)
+    _descriptors.cache_clear()
+    module = EGeMAPS(16000)
+    with torch.device("meta"):
+        torch.testing.assert_close(egemaps(x, lengths, 16000), expected, rtol=0, atol=0)
+        torch.testing.assert_close(module(x, lengths), expected.to(module(x, lengths).dtype), rtol=0, atol=0)
