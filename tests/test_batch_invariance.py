@@ -19,13 +19,19 @@ def _run(stage: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor | None, 
     return stage(x, lengths, **kwargs)
 
 
-def _check_invariance(case: Case, lengths: list[int], garbage: float, strategy: str, seed: int) -> None:
+def _stage(case: Case, strategy: str) -> torch.nn.Module:
+    """The case's stage alone (``"stage"``) or in a chain running by ``strategy``."""
     stage = case.make()
     if strategy != "stage":
         if getattr(stage, "random", False):
             pytest.skip("a randomized stage draws seeds per chain call; covered with explicit seeds")
         stage = stage if isinstance(stage, Chain) else Chain(stage)
         stage.strategy = strategy
+    return stage
+
+
+def _check_invariance(case: Case, lengths: list[int], garbage: float, strategy: str, seed: int) -> None:
+    stage = _stage(case, strategy)
     items = make_items(case, lengths, seed)
     batch, lens = pad_batch(items, garbage=garbage, extra=seed % 7)
     seeds = torch.arange(len(items), dtype=torch.int64) * 7919 + seed
@@ -63,12 +69,7 @@ def test_batch_invariance(case: Case, strategy: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_an_empty_item_beside_others(case: Case, strategy: str) -> None:
     """A zero-length item among others, its padding NaN: its row is zeros, the others are unchanged."""
-    stage = case.make()
-    if strategy != "stage":
-        if getattr(stage, "random", False):
-            pytest.skip("a randomized stage draws seeds per chain call; covered with explicit seeds")
-        stage = stage if isinstance(stage, Chain) else Chain(stage)
-        stage.strategy = strategy
+    stage = _stage(case, strategy)
     items = make_items(case, [case.max_len, case.min_len], 3)
     batch, lens = pad_batch(items, garbage=math.nan)
     batch = torch.cat((batch[:1], batch), dim=0)
