@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mmtorch.audio.stage import _draws
 from mmtorch.random import derive_seeds
 
 __all__ = ["MultimodalBatch", "MultimodalCollate", "item_seeds_for"]
@@ -178,7 +179,7 @@ class MultimodalCollate:
                 _check_indices(positions, kept)
             return batch
         with _mode(self.featurizer, self.training):
-            if self.require_index or _draws_randomness(self.featurizer):
+            if self.require_index or _draws(self.featurizer):
                 _check_indices(positions, kept)
             featurize(self.featurizer, batch, seeds=item_seeds_for(indices, self.seed, self.epoch))
         return batch
@@ -193,12 +194,6 @@ def _check_indices(positions: list[int], items: list[dict[str, Any]]) -> None:
                 f"item {i} ({item.get('id', i)}) has no 'index': the featurizer draws random numbers "
                 "from per-item seeds derived from each item's dataset index; give every item one"
             )
-
-
-def _draws_randomness(module: nn.Module) -> bool:
-    """Whether ``module`` would draw random numbers in its current train/eval mode."""
-    draws = getattr(module, "draws_randomness", None)
-    return bool(getattr(module, "random", False)) and (draws() if callable(draws) else True)
 
 
 @contextmanager

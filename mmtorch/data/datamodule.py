@@ -13,11 +13,10 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from mmtorch.audio.norm import GlobalNorm
-from mmtorch.audio.stage import Chain
+from mmtorch.audio.stage import Chain, _draws
 from mmtorch.data.collate import (
     MultimodalBatch,
     MultimodalCollate,
-    _draws_randomness,
     _mode,
     featurize,
     item_seeds_for,
@@ -185,7 +184,7 @@ class MultimodalDataModule(L.LightningDataModule):
         require_index = False
         if chain is not None:
             with _mode(chain, training):
-                require_index = _draws_randomness(chain)
+                require_index = _draws(chain)
         return MultimodalCollate(
             self.tokenizer,
             featurizer=chain if self.featurize_on == "worker" else None,
